@@ -1,0 +1,55 @@
+# deskml: `make run` and `make test` set everything up on a fresh Debian bookworm machine.
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+JOBS ?= $(shell nproc)
+MODELS := build/models
+FUZZ_SECONDS ?= 1800
+
+.PHONY: all setup build test run bench models asan fuzz format clean help
+
+all: build
+
+help:
+	@echo "make run     build and run the bundled example model"
+	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
+	@echo "make build   release build; the CLI lands at build/bin/deskml"
+	@echo "make bench   time deskml on the reference models"
+	@echo "make asan    build and test with AddressSanitizer + UBSan"
+	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
+
+setup:
+	@scripts/setup
+
+build: setup
+	@[ -f build/build.ninja ] || cmake --preset release >/dev/null
+	@cmake --build build -j $(JOBS)
+
+models: setup
+	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
+
+test: build models
+	@cd build && ctest --output-on-failure -j $(JOBS)
+
+run: build
+	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
+	@scripts/run_example $(MODELS)/mlp
+
+bench: build models
+	@bench/run_reference_bench $(MODELS)
+
+asan: setup
+	@[ -f build-asan/build.ninja ] || cmake --preset asan-ubsan >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ctest --output-on-failure -j $(JOBS) -LE slow
+
+fuzz:
+	@scripts/setup --fuzz
+	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_model_loader
+	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_model_loader $(FUZZ_SECONDS)
+
+format:
+	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf build build-debug build-asan build-fuzz

@@ -1,0 +1,123 @@
+// deskml inspect MODEL: what a model is, without running it.
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "kernels/cpu/cpu_registry.hpp"
+#include "onnx/model_loader.hpp"
+
+extern int g_exit_code;
+
+namespace deskml::cli {
+namespace {
+
+struct Histogram {
+  std::map<std::string, int64_t> ops;
+  int64_t nodes = 0;
+};
+
+void count_ops(const graph::Graph& g, Histogram& h) {
+  for (const auto& n : g.nodes) {
+    ++h.ops[n.domain.empty() ? n.op_type : n.domain + "." + n.op_type];
+    ++h.nodes;
+    for (const auto& [_, attr] : n.attributes) {
+      if (const auto* sub = std::get_if<graph::GraphPtr>(&attr)) count_ops(**sub, h);
+    }
+  }
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (b >= 1024 && u < 3) {
+    b /= 1024;
+    ++u;
+  }
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(u ? 1 : 0) << b << " " << units[u];
+  return s.str();
+}
+
+Status inspect(const std::string& path, bool json) {
+  DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(path));
+  const auto& g = model.graph;
+  Histogram h;
+  count_ops(g, h);
+  int64_t params = 0, param_bytes = 0;
+  for (const auto& [_, t] : g.initializers) {
+    params += t.numel();
+    param_bytes += static_cast<int64_t>(t.nbytes());
+  }
+  const auto& registry = kernels::cpu::cpu_registry();
+  std::vector<std::string> unsupported_ops;
+  for (const auto& [op, _] : h.ops) {
+    const size_t dot = op.rfind('.');
+    const std::string domain = dot == std::string::npos ? "" : op.substr(0, dot);
+    const std::string name = dot == std::string::npos ? op : op.substr(dot + 1);
+    if (!registry.supports(name, domain, static_cast<int>(model.opset(domain)))) unsupported_ops.push_back(op);
+  }
+  auto is_initializer = [&](const std::string& n) { return g.initializers.count(n) != 0; };
+
+  if (json) {
+    nlohmann::json j;
+    j["ir_version"] = model.ir_version;
+    j["producer"] = model.producer_name + (model.producer_version.empty() ? "" : " " + model.producer_version);
+    for (const auto& [d, v] : model.opsets) j["opsets"][d.empty() ? "ai.onnx" : d] = v;
+    for (const auto& vi : g.inputs) {
+      if (!is_initializer(vi.name)) j["inputs"].push_back({{"name", vi.name}, {"type", vi.type.to_string()}});
+    }
+    for (const auto& vi : g.outputs) j["outputs"].push_back({{"name", vi.name}, {"type", vi.type.to_string()}});
+    j["ops"] = h.ops;
+    j["nodes"] = h.nodes;
+    j["parameters"] = params;
+    j["parameter_bytes"] = param_bytes;
+    j["unsupported_ops"] = unsupported_ops;
+    std::cout << j.dump(2) << "\n";
+    return Status::Ok();
+  }
+  std::cout << "model:      " << path << "\n";
+  std::cout << "producer:   " << (model.producer_name.empty() ? "(unknown)" : model.producer_name) << " "
+            << model.producer_version << "\n";
+  std::cout << "ir version: " << model.ir_version << "\n";
+  std::cout << "opsets:     ";
+  for (const auto& [d, v] : model.opsets) std::cout << (d.empty() ? "ai.onnx" : d) << " " << v << "  ";
+  std::cout << "\n\ninputs:\n";
+  for (const auto& vi : g.inputs) {
+    if (!is_initializer(vi.name)) std::cout << "  " << vi.name << ": " << vi.type.to_string() << "\n";
+  }
+  std::cout << "outputs:\n";
+  for (const auto& vi : g.outputs) std::cout << "  " << vi.name << ": " << vi.type.to_string() << "\n";
+  std::cout << "\nparameters: " << params << " (" << human_bytes(static_cast<double>(param_bytes)) << ")\n";
+  std::cout << "nodes:      " << h.nodes << "\n\nops:\n";
+  std::vector<std::pair<int64_t, std::string>> sorted;
+  for (const auto& [op, n] : h.ops) sorted.emplace_back(-n, op);
+  std::sort(sorted.begin(), sorted.end());
+  for (const auto& [n, op] : sorted) std::cout << "  " << std::setw(6) << -n << "  " << op << "\n";
+  if (!unsupported_ops.empty()) {
+    std::cout << "\nnot supported by this build:";
+    for (const auto& op : unsupported_ops) std::cout << " " << op;
+    std::cout << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("inspect", "Show a model's opsets, inputs, outputs, op histogram and parameters");
+  cmd->add_option("model", *path, "Path to the .onnx model")->required()->check(CLI::ExistingFile);
+  cmd->add_flag("--json", *json, "Print one JSON object instead of text");
+  cmd->callback([path, json] {
+    Status st = inspect(*path, *json);
+    if (!st.ok()) {
+      std::cerr << "deskml inspect: " << st.to_string() << "\n";
+      g_exit_code = kExitFailure;
+    }
+  });
+}
+
+}  // namespace deskml::cli

@@ -1,0 +1,17 @@
+// Reading and writing numpy .npy files (format versions 1.0-3.0, little-endian, C order).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "core/tensor.hpp"
+
+namespace deskml {
+
+Result<Tensor> read_npy(const std::filesystem::path& path);
+Result<Tensor> parse_npy(std::string_view bytes);
+Status write_npy(const std::filesystem::path& path, const Tensor& tensor);
+std::string serialize_npy(const Tensor& tensor);
+
+}  // namespace deskml

@@ -1,0 +1,7 @@
+#include "kernels/cpu/cpu_registry.hpp"
+
+namespace deskml::kernels::cpu {
+
+void register_detection_kernels(KernelRegistry& r) { (void)r; }
+
+}  // namespace deskml::kernels::cpu

@@ -1,0 +1,277 @@
+#include "onnx/model_loader.hpp"
+
+#include <fstream>
+#include <unordered_set>
+
+#include "onnx/onnx-data_pb.h"
+#include "onnx/onnx_pb.h"
+#include "onnx/tensor_proto.hpp"
+
+namespace deskml::onnx_import {
+namespace {
+
+namespace fs = std::filesystem;
+using graph::AttributeValue;
+using graph::GraphPtr;
+
+std::string normalize_domain(const std::string& d) { return d == "ai.onnx" ? std::string() : d; }
+
+struct Converter {
+  const LoadOptions& options;
+  TensorReadLimits limits;
+  std::map<std::string, int64_t> opsets;
+
+  Result<graph::ValueType> convert_type(const onnx::TypeProto& t, int depth = 0) {
+    graph::ValueType out;
+    if (depth > 8) return invalid_model("type nesting too deep");
+    if (t.has_tensor_type()) {
+      const auto& tt = t.tensor_type();
+      if (tt.elem_type() != 0) {
+        DESKML_ASSIGN_OR_RETURN(out.dtype, dtype_from_onnx(tt.elem_type()));
+      }
+      if (tt.has_shape()) {
+        std::vector<graph::Dim> dims;
+        for (const auto& d : tt.shape().dim()) {
+          if (d.has_dim_value()) {
+            if (d.dim_value() < 0) return invalid_model("negative dimension in a declared shape");
+            dims.push_back(graph::Dim::of(d.dim_value()));
+          } else {
+            dims.push_back(graph::Dim::named(d.dim_param()));
+          }
+        }
+        out.shape = std::move(dims);
+      }
+      return out;
+    }
+    if (t.has_sequence_type()) {
+      DESKML_ASSIGN_OR_RETURN(graph::ValueType elem, convert_type(t.sequence_type().elem_type(), depth + 1));
+      elem.kind = graph::ValueType::Kind::kSequence;
+      return elem;
+    }
+    if (t.has_optional_type()) {
+      DESKML_ASSIGN_OR_RETURN(graph::ValueType elem, convert_type(t.optional_type().elem_type(), depth + 1));
+      // An optional sequence stays a sequence; the optional-ness is carried by kOptional on tensors only.
+      if (elem.kind == graph::ValueType::Kind::kTensor) elem.kind = graph::ValueType::Kind::kOptional;
+      return elem;
+    }
+    if (t.value_case() == onnx::TypeProto::VALUE_NOT_SET) {
+      out.kind = graph::ValueType::Kind::kUnknown;
+      return out;
+    }
+    return unsupported("map and sparse-tensor values are not supported");
+  }
+
+  Result<graph::ValueInfo> convert_value_info(const onnx::ValueInfoProto& vi) {
+    graph::ValueInfo out;
+    out.name = vi.name();
+    out.doc = vi.doc_string();
+    if (vi.has_type()) {
+      DESKML_ASSIGN_OR_RETURN(out.type, convert_type(vi.type()));
+    } else {
+      out.type.kind = graph::ValueType::Kind::kUnknown;
+    }
+    return out;
+  }
+
+  Result<AttributeValue> convert_attribute(const onnx::AttributeProto& a, int depth) {
+    using A = onnx::AttributeProto;
+    if (!a.ref_attr_name().empty()) return unsupported("attribute references (functions) are not supported");
+    switch (a.type()) {
+      case A::FLOAT: return AttributeValue(a.f());
+      case A::INT: return AttributeValue(static_cast<int64_t>(a.i()));
+      case A::STRING: return AttributeValue(a.s());
+      case A::TENSOR: {
+        DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(a.t(), limits));
+        return AttributeValue(std::move(t));
+      }
+      case A::GRAPH: {
+        DESKML_ASSIGN_OR_RETURN(graph::Graph g, convert_graph(a.g(), depth + 1));
+        return AttributeValue(GraphPtr(std::make_shared<graph::Graph>(std::move(g))));
+      }
+      case A::FLOATS: return AttributeValue(std::vector<float>(a.floats().begin(), a.floats().end()));
+      case A::INTS: return AttributeValue(std::vector<int64_t>(a.ints().begin(), a.ints().end()));
+      case A::STRINGS: return AttributeValue(std::vector<std::string>(a.strings().begin(), a.strings().end()));
+      case A::TENSORS: {
+        std::vector<Tensor> ts;
+        for (const auto& tp : a.tensors()) {
+          DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
+          ts.push_back(std::move(t));
+        }
+        return AttributeValue(std::move(ts));
+      }
+      case A::GRAPHS: {
+        std::vector<GraphPtr> gs;
+        for (const auto& gp : a.graphs()) {
+          DESKML_ASSIGN_OR_RETURN(graph::Graph g, convert_graph(gp, depth + 1));
+          gs.push_back(std::make_shared<graph::Graph>(std::move(g)));
+        }
+        return AttributeValue(std::move(gs));
+      }
+      case A::SPARSE_TENSOR:
+      case A::SPARSE_TENSORS: return unsupported("sparse tensor attributes are not supported");
+      case A::TYPE_PROTO:
+      case A::TYPE_PROTOS: {
+        // Only the element type matters to the ops that use these (SequenceEmpty, Optional).
+        if (a.type() == A::TYPE_PROTO) {
+          DESKML_ASSIGN_OR_RETURN(graph::ValueType vt, convert_type(a.tp()));
+          return AttributeValue(static_cast<int64_t>(vt.dtype));
+        }
+        return unsupported("type-proto list attributes are not supported");
+      }
+      default:
+        // Old exporters leave `type` unset; infer it from the populated field.
+        if (a.has_f()) return AttributeValue(a.f());
+        if (a.has_i()) return AttributeValue(static_cast<int64_t>(a.i()));
+        if (a.has_s()) return AttributeValue(a.s());
+        if (a.ints_size()) return AttributeValue(std::vector<int64_t>(a.ints().begin(), a.ints().end()));
+        if (a.floats_size()) return AttributeValue(std::vector<float>(a.floats().begin(), a.floats().end()));
+        return invalid_model("attribute '" + a.name() + "' has no type");
+    }
+  }
+
+  Result<graph::Graph> convert_graph(const onnx::GraphProto& g, int depth) {
+    if (depth > options.max_subgraph_depth) return invalid_model("subgraphs are nested too deeply");
+    graph::Graph out;
+    out.name = g.name();
+    for (const auto& tp : g.initializer()) {
+      DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
+      if (tp.name().empty()) return invalid_model("an initializer has no name");
+      if (!out.initializers.emplace(tp.name(), std::move(t)).second) {
+        return invalid_model("initializer '" + tp.name() + "' is defined twice");
+      }
+    }
+    if (g.sparse_initializer_size() > 0) return unsupported("sparse initializers are not supported");
+    for (const auto& vi : g.input()) {
+      DESKML_ASSIGN_OR_RETURN(graph::ValueInfo info, convert_value_info(vi));
+      out.inputs.push_back(std::move(info));
+    }
+    for (const auto& vi : g.output()) {
+      DESKML_ASSIGN_OR_RETURN(graph::ValueInfo info, convert_value_info(vi));
+      if (info.name.empty()) return invalid_model("a graph output has no name");
+      out.outputs.push_back(std::move(info));
+    }
+    for (const auto& vi : g.value_info()) {
+      DESKML_ASSIGN_OR_RETURN(graph::ValueInfo info, convert_value_info(vi));
+      out.value_types[info.name] = info.type;
+    }
+    out.nodes.reserve(static_cast<size_t>(g.node_size()));
+    for (const auto& np : g.node()) {
+      graph::Node n;
+      n.name = np.name();
+      n.op_type = np.op_type();
+      n.domain = normalize_domain(np.domain());
+      if (n.op_type.empty()) return invalid_model("a node has no op_type");
+      auto it = opsets.find(n.domain);
+      if (it == opsets.end()) {
+        return invalid_model(n.label() + " uses domain '" + np.domain() + "', which the model does not import");
+      }
+      n.opset = static_cast<int>(std::min<int64_t>(it->second, 100000));
+      n.inputs.assign(np.input().begin(), np.input().end());
+      n.outputs.assign(np.output().begin(), np.output().end());
+      for (const auto& ap : np.attribute()) {
+        auto converted = convert_attribute(ap, depth);
+        if (!converted.ok()) return converted.status().with_context(n.label() + " attribute '" + ap.name() + "'");
+        n.attributes[ap.name()] = std::move(converted).value();
+      }
+      out.nodes.push_back(std::move(n));
+    }
+    return out;
+  }
+};
+
+Status validate_opsets(const std::map<std::string, int64_t>& opsets) {
+  auto it = opsets.find("");
+  if (it == opsets.end()) return Status::Ok();  // a graph of custom-domain ops only
+  if (it->second < 1) return invalid_model("opset version " + std::to_string(it->second) + " is invalid");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::path& base_dir,
+                                           const LoadOptions& options) {
+  if (bytes.size() > options.max_model_bytes) {
+    return out_of_range("model is " + std::to_string(bytes.size()) + " bytes; the limit is " +
+                        std::to_string(options.max_model_bytes));
+  }
+  onnx::ModelProto proto;
+  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return invalid_model("not a valid ONNX model (protobuf parsing failed; truncated or not an .onnx file?)");
+  }
+  if (!proto.has_graph()) return invalid_model("the model has no graph");
+  if (proto.functions_size() > 0) {
+    return unsupported("model-local functions are not supported yet");
+  }
+
+  graph::Model model;
+  model.ir_version = proto.ir_version();
+  model.producer_name = proto.producer_name();
+  model.producer_version = proto.producer_version();
+  for (const auto& kv : proto.metadata_props()) model.metadata[kv.key()] = kv.value();
+  for (const auto& op : proto.opset_import()) model.opsets[normalize_domain(op.domain())] = op.version();
+  // IR version 3 and older could omit opset_import; ONNX then means opset 1.
+  if (proto.opset_import_size() == 0) model.opsets[""] = 1;
+  DESKML_RETURN_IF_ERROR(validate_opsets(model.opsets));
+
+  Converter converter{options, TensorReadLimits{base_dir, options.max_external_bytes}, model.opsets};
+  DESKML_ASSIGN_OR_RETURN(model.graph, converter.convert_graph(proto.graph(), 0));
+  return model;
+}
+
+Result<graph::Model> load_model(const fs::path& path, const LoadOptions& options) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return not_found("model file '" + path.string() + "' does not exist");
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec) return io_error("model file '" + path.string() + "': " + ec.message());
+  if (size > options.max_model_bytes) {
+    return out_of_range("model file '" + path.string() + "' is larger than the limit");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(size, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  if (!in) return io_error("could not read model file '" + path.string() + "'");
+  auto model = load_model_from_bytes(bytes, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
+  if (!model.ok()) return model.status().with_context(path.filename().string());
+  return model;
+}
+
+Result<Value> load_value_file(const fs::path& path, const graph::ValueType& expected) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found("cannot open '" + path.string() + "'");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const TensorReadLimits limits{path.parent_path(), uint64_t{1} << 32};
+  auto parse_error = [&] { return invalid_argument("'" + path.string() + "' is not a valid serialized value"); };
+  if (expected.kind == graph::ValueType::Kind::kSequence) {
+    onnx::SequenceProto seq;
+    if (!seq.ParseFromString(bytes)) return parse_error();
+    std::vector<Tensor> items;
+    for (const auto& tp : seq.tensor_values()) {
+      DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
+      items.push_back(std::move(t));
+    }
+    return Value::from_sequence(std::move(items), expected.dtype);
+  }
+  if (expected.kind == graph::ValueType::Kind::kOptional) {
+    onnx::OptionalProto opt;
+    if (!opt.ParseFromString(bytes)) return parse_error();
+    if (opt.has_tensor_value()) {
+      DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(opt.tensor_value(), limits));
+      return Value::from_tensor(std::move(t));
+    }
+    if (opt.has_sequence_value()) {
+      std::vector<Tensor> items;
+      for (const auto& tp : opt.sequence_value().tensor_values()) {
+        DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
+        items.push_back(std::move(t));
+      }
+      return Value::from_sequence(std::move(items), expected.dtype);
+    }
+    return Value{};
+  }
+  onnx::TensorProto tp;
+  if (!tp.ParseFromString(bytes)) return parse_error();
+  DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
+  return Value::from_tensor(std::move(t));
+}
+
+}  // namespace deskml::onnx_import

@@ -1,0 +1,202 @@
+#include "runtime/execution_plan.hpp"
+
+#include <unordered_set>
+
+namespace deskml::runtime {
+namespace {
+
+// Gives control-flow kernels a way to run their subgraphs inside the current frame.
+class FrameSubgraphRunner final : public kernels::SubgraphRunner {
+ public:
+  FrameSubgraphRunner(const PlannedNode& node, const std::unordered_map<std::string, int>& slot_of,
+                      const std::vector<Value>& slots, const OuterLookup& outer, int threads)
+      : node_(node), slot_of_(slot_of), slots_(slots), outer_(outer), threads_(threads) {}
+
+  Result<std::vector<Value>> run(const std::string& attr, std::vector<Value> inputs) override {
+    auto it = node_.subgraphs.find(attr);
+    if (it == node_.subgraphs.end()) {
+      return invalid_model(node_.node->label() + " has no subgraph attribute '" + attr + "'");
+    }
+    OuterLookup lookup = [this](const std::string& name) -> const Value* {
+      auto s = slot_of_.find(name);
+      if (s != slot_of_.end()) return &slots_[static_cast<size_t>(s->second)];
+      return outer_ ? outer_(name) : nullptr;
+    };
+    return it->second->run(std::move(inputs), lookup, threads_);
+  }
+
+ private:
+  const PlannedNode& node_;
+  const std::unordered_map<std::string, int>& slot_of_;
+  const std::vector<Value>& slots_;
+  const OuterLookup& outer_;
+  int threads_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ExecutionPlan>> ExecutionPlan::build(
+    const graph::Graph& graph, const std::vector<const kernels::KernelRegistry*>& providers,
+    const std::vector<std::string>& outer_scope) {
+  auto plan = std::unique_ptr<ExecutionPlan>(new ExecutionPlan());
+  plan->graph_ = &graph;
+  plan->providers_ = providers;
+  DESKML_ASSIGN_OR_RETURN(std::vector<size_t> order, graph::topological_order(graph, outer_scope));
+
+  auto slot = [&](const std::string& name) {
+    auto [it, inserted] = plan->slot_of_.emplace(name, static_cast<int>(plan->slot_names_.size()));
+    if (inserted) plan->slot_names_.push_back(name);
+    return it->second;
+  };
+  for (const auto& [name, tensor] : graph.initializers) plan->initializer_slots_.emplace_back(slot(name), &tensor);
+  for (const auto& vi : graph.inputs) plan->input_slots_.push_back(slot(vi.name));
+  for (size_t idx : order) {
+    for (const auto& out : graph.nodes[idx].outputs) {
+      if (!out.empty()) slot(out);
+    }
+  }
+  const std::unordered_set<std::string> outer_set(outer_scope.begin(), outer_scope.end());
+  auto resolve = [&](const std::string& name) -> Result<int> {
+    if (auto it = plan->slot_of_.find(name); it != plan->slot_of_.end()) return it->second;
+    if (!outer_set.count(name)) return invalid_model("value '" + name + "' is read but never produced");
+    const int s = slot(name);
+    plan->outer_slots_.emplace_back(s, name);
+    plan->outer_names_.push_back(name);
+    return s;
+  };
+
+  // Everything this graph can see, for its subgraphs' outer scope.
+  std::vector<std::string> visible = outer_scope;
+  visible.insert(visible.end(), plan->slot_names_.begin(), plan->slot_names_.end());
+
+  std::vector<int> last_use(plan->slot_names_.size() + outer_scope.size() + 1, -1);
+  auto touch = [&](int s, int step) {
+    if (static_cast<size_t>(s) >= last_use.size()) last_use.resize(static_cast<size_t>(s) + 1, -1);
+    last_use[static_cast<size_t>(s)] = step;
+  };
+  for (size_t step = 0; step < order.size(); ++step) {
+    const graph::Node& node = graph.nodes[order[step]];
+    bool supported = false;
+    for (const auto* p : providers) supported = supported || p->supports(node.op_type, node.domain, node.opset);
+    if (!supported) {
+      return unsupported("op " + (node.domain.empty() ? node.op_type : node.domain + "." + node.op_type) +
+                         " (opset " + std::to_string(node.opset) + ") is not supported");
+    }
+    auto pn = std::make_unique<PlannedNode>();
+    pn->node = &node;
+    for (const auto& in : node.inputs) {
+      if (in.empty()) {
+        pn->inputs.push_back(-1);
+        continue;
+      }
+      DESKML_ASSIGN_OR_RETURN(int s, resolve(in));
+      pn->inputs.push_back(s);
+      touch(s, static_cast<int>(step));
+    }
+    for (const auto& out : node.outputs) pn->outputs.push_back(out.empty() ? -1 : plan->slot_of_.at(out));
+    for (const auto& [attr_name, attr] : node.attributes) {
+      const auto* g = std::get_if<graph::GraphPtr>(&attr);
+      if (g == nullptr) continue;
+      auto sub = ExecutionPlan::build(**g, providers, visible);
+      if (!sub.ok()) return sub.status().with_context(node.label() + " subgraph '" + attr_name + "'");
+      for (const auto& name : (*sub)->outer_names()) {
+        DESKML_ASSIGN_OR_RETURN(int s, resolve(name));
+        touch(s, static_cast<int>(step));
+      }
+      pn->subgraphs.emplace(attr_name, std::move(sub).value());
+    }
+    plan->nodes_.push_back(std::move(pn));
+  }
+  for (const auto& vi : graph.outputs) {
+    DESKML_ASSIGN_OR_RETURN(int s, resolve(vi.name));
+    plan->output_slots_.push_back(s);
+  }
+  const std::unordered_set<int> keep(plan->output_slots_.begin(), plan->output_slots_.end());
+  for (size_t s = 0; s < last_use.size(); ++s) {
+    if (last_use[s] >= 0 && !keep.count(static_cast<int>(s))) {
+      plan->nodes_[static_cast<size_t>(last_use[s])]->release_after.push_back(static_cast<int>(s));
+    }
+  }
+  return plan;
+}
+
+Result<kernels::Kernel*> ExecutionPlan::kernel_for(const PlannedNode& pn,
+                                                   const std::vector<const Value*>& inputs) const {
+  std::vector<DataType> types(inputs.size(), DataType::kUndefined);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i] == nullptr) continue;
+    types[i] = inputs[i]->is_tensor() ? inputs[i]->tensor.dtype() : inputs[i]->sequence_dtype;
+  }
+  std::lock_guard lock(pn.mutex);
+  for (auto& c : pn.choices) {
+    if (c.input_types == types) return c.kernel.get();
+  }
+  const graph::Node& node = *pn.node;
+  for (const auto* provider : providers_) {
+    const auto* def = provider->find(node.op_type, node.domain, node.opset, [&](int i) {
+      return i >= 0 && static_cast<size_t>(i) < types.size() ? types[static_cast<size_t>(i)] : DataType::kUndefined;
+    });
+    if (def == nullptr) continue;
+    auto kernel = def->factory(node);
+    if (!kernel) return internal_error(node.label() + ": kernel factory failed");
+    pn.choices.push_back({types, std::move(kernel)});
+    return pn.choices.back().kernel.get();
+  }
+  std::string list;
+  for (DataType t : types) list += (list.empty() ? "" : ", ") + std::string(dtype_name(t));
+  return unsupported(node.label() + " (opset " + std::to_string(node.opset) + ") has no kernel for input types (" +
+                     list + ")");
+}
+
+Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots, const OuterLookup& outer,
+                               int threads) const {
+  std::vector<const Value*> inputs(pn.inputs.size(), nullptr);
+  for (size_t i = 0; i < pn.inputs.size(); ++i) {
+    const int s = pn.inputs[i];
+    if (s >= 0 && !slots[static_cast<size_t>(s)].is_none()) inputs[i] = &slots[static_cast<size_t>(s)];
+  }
+  std::vector<Value> outputs(pn.outputs.size());
+  const graph::Node& node = *pn.node;
+  try {
+    DESKML_ASSIGN_OR_RETURN(kernels::Kernel * kernel, kernel_for(pn, inputs));
+    FrameSubgraphRunner subgraphs(pn, slot_of_, slots, outer, threads);
+    kernels::KernelContext ctx(node, inputs, outputs, &subgraphs, threads);
+    Status st = kernel->compute(ctx);
+    if (!st.ok()) return st.message().rfind(node.label(), 0) == 0 ? st : st.with_context(node.label());
+  } catch (const Error& e) {
+    const Status& st = e.status();
+    return st.message().rfind(node.label(), 0) == 0 ? st : st.with_context(node.label());
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, node.label() + ": out of memory");
+  } catch (const std::exception& e) {
+    return internal_error(node.label() + ": " + e.what());
+  }
+  for (size_t i = 0; i < pn.outputs.size(); ++i) {
+    if (pn.outputs[i] >= 0) slots[static_cast<size_t>(pn.outputs[i])] = std::move(outputs[i]);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const OuterLookup& outer,
+                                              int threads) const {
+  std::vector<Value> slots(slot_names_.size());
+  for (const auto& [s, tensor] : initializer_slots_) slots[static_cast<size_t>(s)] = Value::from_tensor(*tensor);
+  for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i) {
+    if (!inputs[i].is_none()) slots[static_cast<size_t>(input_slots_[i])] = std::move(inputs[i]);
+  }
+  for (const auto& [s, name] : outer_slots_) {
+    const Value* v = outer ? outer(name) : nullptr;
+    if (v == nullptr) return internal_error("outer value '" + name + "' is not available");
+    slots[static_cast<size_t>(s)] = *v;
+  }
+  for (const auto& pn : nodes_) {
+    DESKML_RETURN_IF_ERROR(run_node(*pn, slots, outer, threads));
+    for (int s : pn->release_after) slots[static_cast<size_t>(s)] = Value{};
+  }
+  std::vector<Value> outputs;
+  outputs.reserve(output_slots_.size());
+  for (int s : output_slots_) outputs.push_back(slots[static_cast<size_t>(s)]);
+  return outputs;
+}
+
+}  // namespace deskml::runtime

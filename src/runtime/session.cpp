@@ -1,0 +1,118 @@
+#include "runtime/session.hpp"
+
+#include <omp.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "kernels/cpu/cpu_registry.hpp"
+#include "onnx/model_loader.hpp"
+#include "runtime/execution_plan.hpp"
+
+namespace deskml::runtime {
+
+int physical_cores() {
+  // Count distinct (physical id, core id) pairs; fall back to logical CPUs.
+  std::ifstream in("/proc/cpuinfo");
+  std::set<std::pair<std::string, std::string>> cores;
+  std::string line, phys = "0";
+  while (std::getline(in, line)) {
+    auto value = [&] { return line.substr(line.find(':') + 1); };
+    if (line.rfind("physical id", 0) == 0) phys = value();
+    if (line.rfind("core id", 0) == 0) cores.emplace(phys, value());
+  }
+  if (!cores.empty()) return static_cast<int>(cores.size());
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+Session::~Session() = default;
+
+Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& model_path, const SessionOptions& options) {
+  DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(model_path));
+  return create(std::move(model), options);
+}
+
+Result<std::unique_ptr<Session>> Session::create(graph::Model model, const SessionOptions& options) {
+  auto session = std::unique_ptr<Session>(new Session());
+  session->model_ = std::make_shared<const graph::Model>(std::move(model));
+  session->threads_ = options.threads > 0 ? options.threads : physical_cores();
+  std::vector<const kernels::KernelRegistry*> providers = options.providers;
+  if (providers.empty()) providers.push_back(&kernels::cpu::cpu_registry());
+  const auto& g = session->model_->graph;
+  for (const auto& vi : g.inputs) session->inputs_.push_back(vi);
+  DESKML_ASSIGN_OR_RETURN(session->plan_, ExecutionPlan::build(g, providers));
+  return session;
+}
+
+Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) const {
+  const auto& type = info.type;
+  if (type.kind == graph::ValueType::Kind::kSequence) {
+    if (!value.is_sequence()) return invalid_argument("input '" + info.name + "' expects a sequence of tensors");
+    return Status::Ok();
+  }
+  if (!value.is_tensor()) {
+    if (type.kind == graph::ValueType::Kind::kOptional && value.is_none()) return Status::Ok();
+    return invalid_argument("input '" + info.name + "' expects a tensor");
+  }
+  const Tensor& t = value.tensor;
+  if (type.dtype != DataType::kUndefined && t.dtype() != type.dtype) {
+    return invalid_argument("input '" + info.name + "' expects " + std::string(dtype_name(type.dtype)) + ", got " +
+                            std::string(dtype_name(t.dtype())));
+  }
+  if (type.shape) {
+    const auto& dims = *type.shape;
+    if (dims.size() != t.shape().size()) {
+      return invalid_argument("input '" + info.name + "' expects shape " + type.to_string() + ", got " +
+                              t.description());
+    }
+    for (size_t i = 0; i < dims.size(); ++i) {
+      if (dims[i].known() && dims[i].value != t.shape()[i]) {
+        return invalid_argument("input '" + info.name + "' expects shape " + type.to_string() + ", got " +
+                                t.description());
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<NamedValues> Session::run(const NamedValues& feeds) const {
+  const auto& g = model_->graph;
+  std::vector<Value> inputs(g.inputs.size());
+  std::vector<bool> fed(g.inputs.size(), false);
+  for (const auto& [name, value] : feeds) {
+    size_t i = 0;
+    while (i < g.inputs.size() && g.inputs[i].name != name) ++i;
+    if (i == g.inputs.size()) return invalid_argument("the model has no input named '" + name + "'");
+    if (fed[i]) return invalid_argument("input '" + name + "' is fed twice");
+    DESKML_RETURN_IF_ERROR(validate_feed(g.inputs[i], value));
+    inputs[i] = value;
+    fed[i] = true;
+  }
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const bool optional = g.initializers.count(g.inputs[i].name) ||
+                          g.inputs[i].type.kind == graph::ValueType::Kind::kOptional;
+    if (!fed[i] && !optional) return invalid_argument("input '" + g.inputs[i].name + "' was not provided");
+  }
+  omp_set_num_threads(threads_);
+  DESKML_ASSIGN_OR_RETURN(std::vector<Value> outputs, plan_->run(std::move(inputs), nullptr, threads_));
+  NamedValues named;
+  for (size_t i = 0; i < outputs.size(); ++i) named.emplace_back(g.outputs[i].name, std::move(outputs[i]));
+  return named;
+}
+
+Result<std::vector<std::pair<std::string, Tensor>>> Session::run(
+    const std::vector<std::pair<std::string, Tensor>>& feeds) const {
+  NamedValues values;
+  for (const auto& [name, t] : feeds) values.emplace_back(name, Value::from_tensor(t));
+  DESKML_ASSIGN_OR_RETURN(NamedValues out, run(values));
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (auto& [name, v] : out) {
+    if (!v.is_tensor() && !v.is_none()) return unsupported("output '" + name + "' is a sequence, not a tensor");
+    tensors.emplace_back(name, v.tensor);
+  }
+  return tensors;
+}
+
+}  // namespace deskml::runtime

@@ -1,0 +1,63 @@
+// Session: a loaded, planned model ready to run. Thread-safe: run() may be
+// called from several threads at once (each call has its own frame).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "graph/graph.hpp"
+#include "kernels/registry.hpp"
+
+namespace deskml::runtime {
+
+class ExecutionPlan;
+
+struct SessionOptions {
+  // Threads for one run (our kernels and oneDNN); 0 = the machine's physical cores.
+  int threads = 0;
+  // Kernel providers in priority order; empty = the CPU backend.
+  std::vector<const kernels::KernelRegistry*> providers;
+};
+
+using NamedValues = std::vector<std::pair<std::string, Value>>;
+
+class Session {
+ public:
+  static Result<std::unique_ptr<Session>> load(const std::filesystem::path& model_path,
+                                               const SessionOptions& options = {});
+  static Result<std::unique_ptr<Session>> create(graph::Model model, const SessionOptions& options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const graph::Model& model() const { return *model_; }
+  // Inputs a caller must (or may, for initializer-backed ones) feed, in declared order.
+  const std::vector<graph::ValueInfo>& inputs() const { return inputs_; }
+  const std::vector<graph::ValueInfo>& outputs() const { return model_->graph.outputs; }
+  int threads() const { return threads_; }
+
+  // Runs the model. Every required input must be fed; outputs come back in
+  // declared order. Bad feeds (unknown name, wrong dtype or rank, fixed dim
+  // mismatch) give InvalidArgument and run nothing.
+  Result<NamedValues> run(const NamedValues& feeds) const;
+  // Convenience for plain tensors.
+  Result<std::vector<std::pair<std::string, Tensor>>> run(
+      const std::vector<std::pair<std::string, Tensor>>& feeds) const;
+
+ private:
+  Session() = default;
+  Status validate_feed(const graph::ValueInfo& info, const Value& value) const;
+
+  std::shared_ptr<const graph::Model> model_;
+  std::vector<graph::ValueInfo> inputs_;
+  std::unique_ptr<ExecutionPlan> plan_;
+  int threads_ = 1;
+};
+
+// Physical cores of this machine (hyper-threads not counted), at least 1.
+int physical_cores();
+
+}  // namespace deskml::runtime
