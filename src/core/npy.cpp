@@ -7,7 +7,7 @@ namespace deskml {
 namespace {
 
 constexpr std::string_view kMagic = "\x93NUMPY";
-constexpr uint64_t kMaxHeader = 1 << 16;
+constexpr uint64_t kMaxHeader = 1 << 20;  // bounds the scan of a hostile header
 
 // Finds `'key':` in the header dict and returns the text after it.
 Result<std::string_view> header_field(std::string_view header, std::string_view key) {
@@ -65,7 +65,10 @@ Result<Tensor> parse_npy(std::string_view bytes) {
   } else {
     return unsupported(".npy format version " + std::to_string(major) + " is not supported");
   }
-  if (header_len > kMaxHeader || offset + header_len > bytes.size()) return invalid_argument("truncated .npy header");
+  if (header_len > kMaxHeader) {
+    return out_of_range(".npy header of " + std::to_string(header_len) + " bytes is larger than the limit");
+  }
+  if (offset + header_len > bytes.size()) return invalid_argument("truncated .npy header");
   const std::string_view header = bytes.substr(offset, header_len);
   DESKML_ASSIGN_OR_RETURN(std::string_view descr_text, header_field(header, "descr"));
   if (descr_text.empty() || descr_text.front() != '\'') return invalid_argument("malformed npy descr");
@@ -88,7 +91,12 @@ Result<Tensor> parse_npy(std::string_view bytes) {
     return invalid_argument(".npy data is " + std::to_string(available) + " bytes; shape " + shape_to_string(shape) +
                             " needs " + std::to_string(data_bytes));
   }
-  Tensor t(dtype, shape);
+  Tensor t;
+  try {
+    t = Tensor(dtype, shape);
+  } catch (const Error& e) {
+    return e.status();
+  }
   if (data_bytes) std::memcpy(t.raw_data(), bytes.data() + offset + header_len, data_bytes);
   if (dtype == DataType::kBool) {
     auto* b = static_cast<uint8_t*>(t.raw_data());
@@ -101,13 +109,19 @@ Result<Tensor> read_npy(const std::filesystem::path& path) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return not_found("cannot read '" + path.string() + "': " + ec.message());
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(size, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (!in) return io_error("cannot read '" + path.string() + "'");
-  auto t = parse_npy(bytes);
-  if (!t.ok()) return t.status().with_context(path.string());
-  return t;
+  try {
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes(size, '\0');
+    in.read(bytes.data(), static_cast<std::streamsize>(size));
+    if (!in) return io_error("cannot read '" + path.string() + "'");
+    auto t = parse_npy(bytes);
+    if (!t.ok()) return t.status().with_context(path.string());
+    return t;
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory reading '" + path.string() + "'");
+  } catch (const std::length_error&) {
+    return Status(StatusCode::kResourceExhausted, "'" + path.string() + "' is too large to read");
+  }
 }
 
 std::string serialize_npy(const Tensor& tensor) {
@@ -119,14 +133,16 @@ std::string serialize_npy(const Tensor& tensor) {
   else if (tensor.shape().size() == 1) shape.resize(shape.size() - 1);
   shape += ")";
   std::string header = "{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': " + shape + ", }";
-  const size_t unpadded = 10 + header.size() + 1;
+  // Format 1.0 stores the header length in 2 bytes; a rank in the thousands needs 2.0's 4.
+  const bool v2 = header.size() + 1 + 64 > 0xffff;
+  const size_t prefix = v2 ? 12 : 10;
+  const size_t unpadded = prefix + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
   header += '\n';
   std::string out(kMagic);
-  out += '\x01';
+  out += v2 ? '\x02' : '\x01';
   out += '\x00';
-  out += static_cast<char>(header.size() & 0xff);
-  out += static_cast<char>((header.size() >> 8) & 0xff);
+  for (size_t i = 0; i < (v2 ? 4u : 2u); ++i) out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
   out += header;
   out.append(static_cast<const char*>(tensor.raw_data()), tensor.nbytes());
   return out;

@@ -32,6 +32,7 @@ struct ValueType {
   Kind kind = Kind::kTensor;
   DataType dtype = DataType::kUndefined;   // element type (of the tensor, or the sequence's tensors)
   std::optional<std::vector<Dim>> shape;   // nullopt: rank unknown
+  bool optional = false;                   // an optional(...) value that may be absent (kOptional implies it)
   std::string to_string() const;           // "float[batch,3,224,224]"
 };
 

@@ -1,6 +1,11 @@
 #include "onnx/model_loader.hpp"
 
+#include <google/protobuf/io/coded_stream.h>
+
+#include <algorithm>
+#include <climits>
 #include <fstream>
+#include <new>
 #include <unordered_set>
 
 #include "onnx/onnx-data_pb.h"
@@ -50,8 +55,9 @@ struct Converter {
     }
     if (t.has_optional_type()) {
       DESKML_ASSIGN_OR_RETURN(graph::ValueType elem, convert_type(t.optional_type().elem_type(), depth + 1));
-      // An optional sequence stays a sequence; the optional-ness is carried by kOptional on tensors only.
+      // An optional sequence stays a sequence with `optional` set; an optional tensor is kOptional.
       if (elem.kind == graph::ValueType::Kind::kTensor) elem.kind = graph::ValueType::Kind::kOptional;
+      elem.optional = true;
       return elem;
     }
     if (t.value_case() == onnx::TypeProto::VALUE_NOT_SET) {
@@ -130,7 +136,10 @@ struct Converter {
   }
 
   Result<graph::Graph> convert_graph(const onnx::GraphProto& g, int depth) {
-    if (depth > options.max_subgraph_depth) return invalid_model("subgraphs are nested too deeply");
+    if (depth > options.max_subgraph_depth) {
+      return invalid_model("subgraphs are nested more than " + std::to_string(options.max_subgraph_depth) +
+                           " levels deep");
+    }
     graph::Graph out;
     out.name = g.name();
     for (const auto& tp : g.initializer()) {
@@ -141,8 +150,13 @@ struct Converter {
       }
     }
     if (g.sparse_initializer_size() > 0) return unsupported("sparse initializers are not supported");
+    std::unordered_set<std::string> input_names;
     for (const auto& vi : g.input()) {
       DESKML_ASSIGN_OR_RETURN(graph::ValueInfo info, convert_value_info(vi));
+      if (info.name.empty()) return invalid_model("a graph input has no name");
+      if (!input_names.insert(info.name).second) {
+        return invalid_model("graph input '" + info.name + "' is declared twice");
+      }
       out.inputs.push_back(std::move(info));
     }
     for (const auto& vi : g.output()) {
@@ -179,6 +193,14 @@ struct Converter {
   }
 };
 
+// Protobuf recurses once per nested message. Each level of subgraph costs three
+// (Graph -> Node -> Attribute -> Graph), and a graph's own deepest chain (value
+// info -> nested sequence/optional types -> shape -> dim) about thirty more.
+int protobuf_recursion_limit(const LoadOptions& options) {
+  const int depth = std::clamp(options.max_subgraph_depth, 0, 256);
+  return 3 * (depth + 1) + 32;
+}
+
 Status validate_opsets(const std::map<std::string, int64_t>& opsets) {
   auto it = opsets.find("");
   if (it == opsets.end()) return Status::Ok();  // a graph of custom-domain ops only
@@ -186,17 +208,17 @@ Status validate_opsets(const std::map<std::string, int64_t>& opsets) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::path& base_dir,
-                                           const LoadOptions& options) {
-  if (bytes.size() > options.max_model_bytes) {
-    return out_of_range("model is " + std::to_string(bytes.size()) + " bytes; the limit is " +
-                        std::to_string(options.max_model_bytes));
-  }
+Result<graph::Model> convert_model(std::string_view bytes, const fs::path& base_dir, const LoadOptions& options) {
   onnx::ModelProto proto;
-  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return invalid_model("not a valid ONNX model (protobuf parsing failed; truncated or not an .onnx file?)");
+  const int recursion_limit = protobuf_recursion_limit(options);
+  google::protobuf::io::CodedInputStream stream(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                static_cast<int>(bytes.size()));
+  stream.SetRecursionLimit(recursion_limit);
+  if (!proto.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage()) {
+    return invalid_model("not a valid ONNX model: protobuf parsing failed (the file is truncated, is not an .onnx "
+                         "model, or nests messages more than " + std::to_string(recursion_limit) +
+                         " levels deep, i.e. subgraphs beyond the " + std::to_string(options.max_subgraph_depth) +
+                         "-level limit)");
   }
   if (!proto.has_graph()) return invalid_model("the model has no graph");
   if (proto.functions_size() > 0) {
@@ -218,60 +240,104 @@ Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::pat
   return model;
 }
 
-Result<graph::Model> load_model(const fs::path& path, const LoadOptions& options) {
+}  // namespace
+
+Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::path& base_dir,
+                                           const LoadOptions& options) {
+  // Protobuf cannot parse a message of 2 GiB or more, whatever the options say.
+  const uint64_t limit = std::min<uint64_t>(options.max_model_bytes, INT_MAX);
+  if (bytes.size() > limit) {
+    return out_of_range("model is " + std::to_string(bytes.size()) + " bytes; the limit is " + std::to_string(limit));
+  }
+  if (bytes.empty()) return invalid_model("the model is empty (0 bytes)");
+  try {
+    return convert_model(bytes, base_dir, options);
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory while loading the model");
+  }
+}
+
+namespace {
+
+// Reads a whole file that protobuf will parse: at most `limit` bytes (< 2 GiB).
+Result<std::string> read_bounded(const fs::path& path, uint64_t limit, const char* what) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return not_found("model file '" + path.string() + "' does not exist");
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) return not_found(std::string(what) + " '" + path.string() + "' does not exist");
+  // Devices and pipes (/dev/zero, /dev/stdin) never end: never read one.
+  if (!fs::is_regular_file(status)) {
+    return invalid_argument(std::string(what) + " '" + path.string() + "' is not a regular file");
+  }
   const uint64_t size = fs::file_size(path, ec);
-  if (ec) return io_error("model file '" + path.string() + "': " + ec.message());
-  if (size > options.max_model_bytes) {
-    return out_of_range("model file '" + path.string() + "' is larger than the limit");
+  if (ec) return io_error(std::string(what) + " '" + path.string() + "': " + ec.message());
+  limit = std::min<uint64_t>(limit, INT_MAX);
+  if (size > limit) {
+    return out_of_range(std::string(what) + " '" + path.string() + "' is " + std::to_string(size) +
+                        " bytes; the limit is " + std::to_string(limit));
   }
   std::ifstream in(path, std::ios::binary);
   std::string bytes(size, '\0');
   in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (!in) return io_error("could not read model file '" + path.string() + "'");
-  auto model = load_model_from_bytes(bytes, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
-  if (!model.ok()) return model.status().with_context(path.filename().string());
-  return model;
+  if (!in) return io_error("could not read " + std::string(what) + " '" + path.string() + "'");
+  return bytes;
 }
 
-Result<Value> load_value_file(const fs::path& path, const graph::ValueType& expected) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found("cannot open '" + path.string() + "'");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+Result<Value> convert_value_file(const std::string& bytes, const fs::path& path, const graph::ValueType& expected) {
   const TensorReadLimits limits{path.parent_path(), uint64_t{1} << 32};
   auto parse_error = [&] { return invalid_argument("'" + path.string() + "' is not a valid serialized value"); };
-  if (expected.kind == graph::ValueType::Kind::kSequence) {
-    onnx::SequenceProto seq;
-    if (!seq.ParseFromString(bytes)) return parse_error();
+  auto read_sequence = [&](const onnx::SequenceProto& seq) -> Result<Value> {
     std::vector<Tensor> items;
     for (const auto& tp : seq.tensor_values()) {
       DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
       items.push_back(std::move(t));
     }
     return Value::from_sequence(std::move(items), expected.dtype);
+  };
+  if (expected.kind == graph::ValueType::Kind::kSequence && !expected.optional) {
+    onnx::SequenceProto seq;
+    if (!seq.ParseFromString(bytes)) return parse_error();
+    return read_sequence(seq);
   }
-  if (expected.kind == graph::ValueType::Kind::kOptional) {
+  if (expected.optional) {
     onnx::OptionalProto opt;
     if (!opt.ParseFromString(bytes)) return parse_error();
     if (opt.has_tensor_value()) {
       DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(opt.tensor_value(), limits));
       return Value::from_tensor(std::move(t));
     }
-    if (opt.has_sequence_value()) {
-      std::vector<Tensor> items;
-      for (const auto& tp : opt.sequence_value().tensor_values()) {
-        DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
-        items.push_back(std::move(t));
-      }
-      return Value::from_sequence(std::move(items), expected.dtype);
-    }
+    if (opt.has_sequence_value()) return read_sequence(opt.sequence_value());
     return Value{};
   }
   onnx::TensorProto tp;
   if (!tp.ParseFromString(bytes)) return parse_error();
   DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
   return Value::from_tensor(std::move(t));
+}
+
+}  // namespace
+
+Result<graph::Model> load_model(const fs::path& path, const LoadOptions& options) {
+  try {
+    DESKML_ASSIGN_OR_RETURN(std::string bytes, read_bounded(path, options.max_model_bytes, "model file"));
+    auto model = load_model_from_bytes(bytes, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
+    if (!model.ok()) return model.status().with_context(path.filename().string());
+    return model;
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory reading model file '" + path.string() + "'");
+  }
+}
+
+Result<Value> load_value_file(const fs::path& path, const graph::ValueType& expected) {
+  try {
+    DESKML_ASSIGN_OR_RETURN(std::string bytes, read_bounded(path, INT_MAX, "value file"));
+    return convert_value_file(bytes, path, expected);
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory reading value file '" + path.string() + "'");
+  }
 }
 
 }  // namespace deskml::onnx_import

@@ -1,7 +1,10 @@
 #include "onnx/tensor_proto.hpp"
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <new>
+#include <optional>
 
 #include "onnx/external_data.hpp"
 
@@ -10,136 +13,194 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Result<std::string> read_external(const onnx::TensorProto& proto, const TensorReadLimits& limits,
-                                  uint64_t expected_bytes) {
+// A plain non-negative decimal that fits in 64 bits, as ONNX writes offsets and
+// lengths. std::stoull would accept "-1" (wrapping to 2^64-1), leading spaces
+// and trailing junk.
+std::optional<uint64_t> parse_decimal(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const auto digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
+  }
+  return v;
+}
+
+// Reads `nbytes` of external data straight into `out`'s storage. Every bound is
+// checked before the tensor is allocated or the file is opened.
+Result<Tensor> read_external(const onnx::TensorProto& proto, const TensorReadLimits& limits, DataType dtype,
+                             const Shape& shape, uint64_t nbytes) {
+  const std::string& name = proto.name();
   std::string location;
   uint64_t offset = 0;
-  int64_t length = -1;
+  std::optional<uint64_t> length;
   for (const auto& kv : proto.external_data()) {
-    try {
-      if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoull(kv.value());
-      else if (kv.key() == "length") length = static_cast<int64_t>(std::stoull(kv.value()));
-    } catch (const std::exception&) {
-      return invalid_model("tensor '" + proto.name() + "': bad external data field '" + kv.key() + "'");
+    if (kv.key() != "location" && kv.key() != "offset" && kv.key() != "length") continue;  // e.g. "checksum"
+    if (kv.key() == "location") {
+      location = kv.value();
+      continue;
+    }
+    const auto v = parse_decimal(kv.value());
+    if (!v) {
+      return invalid_model("tensor '" + name + "': external data " + kv.key() + " '" + kv.value() +
+                           "' is not a non-negative integer (64 bits at most)");
+    }
+    if (kv.key() == "offset") {
+      offset = *v;
+    } else {
+      length = *v;
     }
   }
   DESKML_ASSIGN_OR_RETURN(fs::path file, resolve_external_location(limits.base_dir, location));
+  const uint64_t want = length.value_or(nbytes);
+  if (want != nbytes) {
+    return invalid_model("tensor '" + name + "': external data length " + std::to_string(want) +
+                         " does not match its shape " + shape_to_string(shape) + " (" + std::to_string(nbytes) +
+                         " bytes)");
+  }
+  if (want > limits.max_external_bytes) {
+    return out_of_range("tensor '" + name + "' has " + std::to_string(want) + " bytes of external data; the limit is " +
+                        std::to_string(limits.max_external_bytes));
+  }
   std::error_code ec;
   const uint64_t size = fs::file_size(file, ec);
   if (ec) return io_error("external data '" + location + "': " + ec.message());
-  const uint64_t want = length >= 0 ? static_cast<uint64_t>(length) : expected_bytes;
-  if (want != expected_bytes) {
-    return invalid_model("tensor '" + proto.name() + "': external data length " + std::to_string(want) +
-                         " does not match its shape (" + std::to_string(expected_bytes) + " bytes)");
-  }
-  if (want > limits.max_external_bytes) return out_of_range("tensor '" + proto.name() + "' is too large");
   if (offset > size || want > size - offset) {
-    return invalid_model("tensor '" + proto.name() + "': external data range runs past the end of '" + location +
-                         "'");
+    return invalid_model("tensor '" + name + "': external data range [" + std::to_string(offset) + ", " +
+                         std::to_string(offset) + "+" + std::to_string(want) + ") runs past the end of '" + location +
+                         "' (" + std::to_string(size) + " bytes)");
   }
+  Tensor t(dtype, shape);
+  if (want == 0) return t;
   std::ifstream in(file, std::ios::binary);
-  std::string bytes(want, '\0');
   in.seekg(static_cast<std::streamoff>(offset));
-  in.read(bytes.data(), static_cast<std::streamsize>(want));
-  if (!in) return io_error("could not read external data '" + location + "'");
-  return bytes;
+  in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(want));
+  if (!in) return io_error("could not read " + std::to_string(want) + " bytes of external data '" + location + "'");
+  return t;  // ONNX external data is little-endian, as is x86
 }
 
-template <typename Field, typename T, typename Convert>
-Status copy_field(const Field& field, Tensor& t, const std::string& name, Convert convert) {
-  if (static_cast<int64_t>(field.size()) != t.numel()) {
-    return invalid_model("tensor '" + name + "' has " + std::to_string(field.size()) + " values for shape " +
-                         shape_to_string(t.shape()));
+// How many values the typed field that holds `dtype` carries.
+std::optional<int64_t> typed_value_count(const onnx::TensorProto& proto, DataType dtype) {
+  switch (dtype) {
+    case DataType::kFloat32: return proto.float_data_size();
+    case DataType::kFloat64: return proto.double_data_size();
+    case DataType::kInt64: return proto.int64_data_size();
+    case DataType::kUInt32:
+    case DataType::kUInt64: return proto.uint64_data_size();
+    case DataType::kInt32:
+    case DataType::kInt16:
+    case DataType::kUInt16:
+    case DataType::kInt8:
+    case DataType::kUInt8:
+    case DataType::kBool:
+    case DataType::kFloat16:
+    case DataType::kBFloat16: return proto.int32_data_size();
+    case DataType::kString: return proto.string_data_size();
+    case DataType::kUndefined: break;
   }
+  return std::nullopt;
+}
+
+template <typename T, typename Field, typename Convert>
+void copy_field(const Field& field, Tensor& t, Convert convert) {
   T* out = t.data<T>();
   for (int i = 0; i < field.size(); ++i) out[i] = convert(field.Get(i));
-  return Status::Ok();
+}
+
+Tensor tensor_from_typed_field(const onnx::TensorProto& proto, DataType dtype, const Shape& shape) {
+  Tensor t(dtype, shape);
+  auto same = [](const auto& v) { return v; };
+  switch (dtype) {
+    case DataType::kFloat32: copy_field<float>(proto.float_data(), t, same); break;
+    case DataType::kFloat64: copy_field<double>(proto.double_data(), t, same); break;
+    case DataType::kInt64: copy_field<int64_t>(proto.int64_data(), t, same); break;
+    case DataType::kUInt64: copy_field<uint64_t>(proto.uint64_data(), t, same); break;
+    case DataType::kUInt32:
+      copy_field<uint32_t>(proto.uint64_data(), t, [](uint64_t v) { return static_cast<uint32_t>(v); });
+      break;
+    case DataType::kInt32: copy_field<int32_t>(proto.int32_data(), t, same); break;
+    case DataType::kInt16:
+      copy_field<int16_t>(proto.int32_data(), t, [](int32_t v) { return static_cast<int16_t>(v); });
+      break;
+    case DataType::kUInt16:
+      copy_field<uint16_t>(proto.int32_data(), t, [](int32_t v) { return static_cast<uint16_t>(v); });
+      break;
+    case DataType::kInt8:
+      copy_field<int8_t>(proto.int32_data(), t, [](int32_t v) { return static_cast<int8_t>(v); });
+      break;
+    case DataType::kUInt8:
+      copy_field<uint8_t>(proto.int32_data(), t, [](int32_t v) { return static_cast<uint8_t>(v); });
+      break;
+    case DataType::kBool: copy_field<bool>(proto.int32_data(), t, [](int32_t v) { return v != 0; }); break;
+    case DataType::kFloat16:
+      copy_field<Float16>(proto.int32_data(), t,
+                          [](int32_t v) { return Float16::from_bits(static_cast<uint16_t>(v)); });
+      break;
+    case DataType::kBFloat16:
+      copy_field<BFloat16>(proto.int32_data(), t,
+                           [](int32_t v) { return BFloat16::from_bits(static_cast<uint16_t>(v)); });
+      break;
+    case DataType::kString: copy_field<std::string>(proto.string_data(), t, same); break;
+    case DataType::kUndefined: break;
+  }
+  return t;
+}
+
+Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& limits) {
+  const std::string& name = proto.name();
+  DESKML_ASSIGN_OR_RETURN(DataType dtype, dtype_from_onnx(proto.data_type()));
+  if (proto.has_segment()) return unsupported("tensor '" + name + "': segmented tensors are not supported");
+  Shape shape;
+  shape.reserve(static_cast<size_t>(proto.dims_size()));
+  for (int64_t d : proto.dims()) {
+    if (d < 0) return invalid_model("tensor '" + name + "' has a negative dimension (" + std::to_string(d) + ")");
+    shape.push_back(d);
+  }
+  uint64_t numel = 0;
+  try {
+    numel = static_cast<uint64_t>(shape_numel(shape));
+  } catch (const Error& e) {
+    return invalid_model("tensor '" + name + "': " + e.status().message());
+  }
+
+  // Nothing is allocated until the data the file actually carries is known to
+  // fill the declared shape: a tiny file must not be able to ask for terabytes.
+  const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
+  if (dtype != DataType::kString && (external || proto.has_raw_data())) {
+    const uint64_t nbytes = numel * dtype_size(dtype);
+    if (external) return read_external(proto, limits, dtype, shape, nbytes);
+    const std::string& raw = proto.raw_data();
+    if (raw.size() != nbytes) {
+      return invalid_model("tensor '" + name + "' has " + std::to_string(raw.size()) + " bytes of data; its shape " +
+                           shape_to_string(shape) + " needs " + std::to_string(nbytes));
+    }
+    Tensor t(dtype, shape);
+    if (nbytes) std::memcpy(t.raw_data(), raw.data(), nbytes);  // ONNX raw data is little-endian, as is x86
+    return t;
+  }
+  if (external) return invalid_model("tensor '" + name + "': string tensors cannot use external data");
+  const auto count = typed_value_count(proto, dtype);
+  if (!count) return unsupported("tensor '" + name + "' has an unsupported data type");
+  if (static_cast<uint64_t>(*count) != numel) {
+    return invalid_model("tensor '" + name + "' has " + std::to_string(*count) + " values for shape " +
+                         shape_to_string(shape) + " (" + std::to_string(numel) + " elements)");
+  }
+  return tensor_from_typed_field(proto, dtype, shape);
 }
 
 }  // namespace
 
 Result<Tensor> tensor_from_proto(const onnx::TensorProto& proto, const TensorReadLimits& limits) {
-  DESKML_ASSIGN_OR_RETURN(DataType dtype, dtype_from_onnx(proto.data_type()));
-  Shape shape;
-  for (int64_t d : proto.dims()) {
-    if (d < 0) return invalid_model("tensor '" + proto.name() + "' has a negative dimension");
-    shape.push_back(d);
-  }
-  if (proto.has_segment()) return unsupported("segmented tensors are not supported");
+  // Allocation can still fail for a legitimately large tensor; that is a Status, not a crash.
   try {
-    (void)shape_numel(shape);  // bounds the element count before anything is allocated
+    return convert(proto, limits);
   } catch (const Error& e) {
-    return invalid_model("tensor '" + proto.name() + "': " + e.status().message());
+    return e.status().with_context("tensor '" + proto.name() + "'");
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "tensor '" + proto.name() + "': out of memory");
   }
-  const std::string& name = proto.name();
-  const uint64_t numel = static_cast<uint64_t>(shape_numel(shape));
-
-  if (dtype == DataType::kString) {
-    Tensor t(dtype, shape);
-    DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.string_data()), std::string>(
-        proto.string_data(), t, name, [](const std::string& s) { return s; })));
-    return t;
-  }
-
-  const uint64_t nbytes = numel * dtype_size(dtype);
-  const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
-  if (external || proto.has_raw_data()) {
-    std::string external_bytes;
-    const std::string* raw = &proto.raw_data();
-    if (external) {
-      DESKML_ASSIGN_OR_RETURN(external_bytes, read_external(proto, limits, nbytes));
-      raw = &external_bytes;
-    }
-    if (raw->size() != nbytes) {
-      return invalid_model("tensor '" + name + "' has " + std::to_string(raw->size()) + " bytes of data, its shape " +
-                           shape_to_string(shape) + " needs " + std::to_string(nbytes));
-    }
-    Tensor t(dtype, shape);
-    if (nbytes) std::memcpy(t.raw_data(), raw->data(), nbytes);  // ONNX raw data is little-endian, as is x86
-    return t;
-  }
-
-  Tensor t(dtype, shape);
-  auto same = [](auto v) { return v; };
-  switch (dtype) {
-    case DataType::kFloat32:
-      DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.float_data()), float>(proto.float_data(), t, name, same)));
-      break;
-    case DataType::kFloat64:
-      DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.double_data()), double>(proto.double_data(), t, name, same)));
-      break;
-    case DataType::kInt64:
-      DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.int64_data()), int64_t>(proto.int64_data(), t, name, same)));
-      break;
-    case DataType::kUInt32:
-      DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.uint64_data()), uint32_t>(
-          proto.uint64_data(), t, name, [](uint64_t v) { return static_cast<uint32_t>(v); })));
-      break;
-    case DataType::kUInt64:
-      DESKML_RETURN_IF_ERROR(
-          (copy_field<decltype(proto.uint64_data()), uint64_t>(proto.uint64_data(), t, name, same)));
-      break;
-    case DataType::kInt32:
-      DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.int32_data()), int32_t>(proto.int32_data(), t, name, same)));
-      break;
-#define DESKML_INT32_FIELD(D, T, EXPR)                                                          \
-  case DataType::D:                                                                             \
-    DESKML_RETURN_IF_ERROR((copy_field<decltype(proto.int32_data()), T>(proto.int32_data(), t, name, \
-                                                                        [](int32_t v) { return EXPR; }))); \
-    break;
-      DESKML_INT32_FIELD(kInt16, int16_t, static_cast<int16_t>(v))
-      DESKML_INT32_FIELD(kUInt16, uint16_t, static_cast<uint16_t>(v))
-      DESKML_INT32_FIELD(kInt8, int8_t, static_cast<int8_t>(v))
-      DESKML_INT32_FIELD(kUInt8, uint8_t, static_cast<uint8_t>(v))
-      DESKML_INT32_FIELD(kBool, bool, v != 0)
-      DESKML_INT32_FIELD(kFloat16, Float16, Float16::from_bits(static_cast<uint16_t>(v)))
-      DESKML_INT32_FIELD(kBFloat16, BFloat16, BFloat16::from_bits(static_cast<uint16_t>(v)))
-#undef DESKML_INT32_FIELD
-    default:
-      return unsupported("tensor '" + name + "' has an unsupported data type");
-  }
-  return t;
 }
 
 }  // namespace deskml::onnx_import

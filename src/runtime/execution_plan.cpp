@@ -9,8 +9,8 @@ namespace {
 class FrameSubgraphRunner final : public kernels::SubgraphRunner {
  public:
   FrameSubgraphRunner(const PlannedNode& node, const std::unordered_map<std::string, int>& slot_of,
-                      const std::vector<Value>& slots, const OuterLookup& outer, int threads)
-      : node_(node), slot_of_(slot_of), slots_(slots), outer_(outer), threads_(threads) {}
+                      const std::vector<Value>& slots, const OuterLookup& outer, const RunControl& control)
+      : node_(node), slot_of_(slot_of), slots_(slots), outer_(outer), control_(control) {}
 
   Result<std::vector<Value>> run(const std::string& attr, std::vector<Value> inputs) override {
     auto it = node_.subgraphs.find(attr);
@@ -22,7 +22,7 @@ class FrameSubgraphRunner final : public kernels::SubgraphRunner {
       if (s != slot_of_.end()) return &slots_[static_cast<size_t>(s->second)];
       return outer_ ? outer_(name) : nullptr;
     };
-    return it->second->run(std::move(inputs), lookup, threads_);
+    return it->second->run(std::move(inputs), lookup, control_);
   }
 
  private:
@@ -30,10 +30,20 @@ class FrameSubgraphRunner final : public kernels::SubgraphRunner {
   const std::unordered_map<std::string, int>& slot_of_;
   const std::vector<Value>& slots_;
   const OuterLookup& outer_;
-  int threads_;
+  const RunControl& control_;
 };
 
 }  // namespace
+
+Status RunControl::check() const {
+  if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+    return Status(StatusCode::kCancelled, "run cancelled");
+  }
+  if (deadline != std::chrono::steady_clock::time_point::max() && std::chrono::steady_clock::now() >= deadline) {
+    return Status(StatusCode::kDeadlineExceeded, "run stopped at its deadline");
+  }
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<ExecutionPlan>> ExecutionPlan::build(
     const graph::Graph& graph, const std::vector<const kernels::KernelRegistry*>& providers,
@@ -149,7 +159,7 @@ Result<kernels::Kernel*> ExecutionPlan::kernel_for(const PlannedNode& pn,
 }
 
 Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots, const OuterLookup& outer,
-                               int threads) const {
+                               const RunControl& control) const {
   std::vector<const Value*> inputs(pn.inputs.size(), nullptr);
   for (size_t i = 0; i < pn.inputs.size(); ++i) {
     const int s = pn.inputs[i];
@@ -159,8 +169,8 @@ Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots,
   const graph::Node& node = *pn.node;
   try {
     DESKML_ASSIGN_OR_RETURN(kernels::Kernel * kernel, kernel_for(pn, inputs));
-    FrameSubgraphRunner subgraphs(pn, slot_of_, slots, outer, threads);
-    kernels::KernelContext ctx(node, inputs, outputs, &subgraphs, threads);
+    FrameSubgraphRunner subgraphs(pn, slot_of_, slots, outer, control);
+    kernels::KernelContext ctx(node, inputs, outputs, &subgraphs, control.threads);
     Status st = kernel->compute(ctx);
     if (!st.ok()) return st.message().rfind(node.label(), 0) == 0 ? st : st.with_context(node.label());
   } catch (const Error& e) {
@@ -178,7 +188,9 @@ Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots,
 }
 
 Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const OuterLookup& outer,
-                                              int threads) const {
+                                              const RunControl& control) const {
+  // Checked here as well as per node: a Loop over an empty body still stops.
+  DESKML_RETURN_IF_ERROR(control.check());
   std::vector<Value> slots(slot_names_.size());
   for (const auto& [s, tensor] : initializer_slots_) slots[static_cast<size_t>(s)] = Value::from_tensor(*tensor);
   for (size_t i = 0; i < inputs.size() && i < input_slots_.size(); ++i) {
@@ -190,7 +202,8 @@ Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const O
     slots[static_cast<size_t>(s)] = *v;
   }
   for (const auto& pn : nodes_) {
-    DESKML_RETURN_IF_ERROR(run_node(*pn, slots, outer, threads));
+    DESKML_RETURN_IF_ERROR(control.check());
+    DESKML_RETURN_IF_ERROR(run_node(*pn, slots, outer, control));
     for (int s : pn->release_after) slots[static_cast<size_t>(s)] = Value{};
   }
   std::vector<Value> outputs;

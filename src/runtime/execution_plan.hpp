@@ -2,6 +2,8 @@
 // the code that runs it. Subgraphs (If/Loop/Scan bodies) get plans of their own.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +35,15 @@ struct PlannedNode {
   mutable std::vector<Choice> choices;
 };
 
+// What one run carries down into every subgraph it runs.
+struct RunControl {
+  int threads = 1;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  const std::atomic<bool>* cancel = nullptr;
+  // Cancelled or DeadlineExceeded once the run should stop.
+  Status check() const;
+};
+
 // Looks up a value from enclosing scopes (for subgraphs); nullptr when unknown.
 using OuterLookup = std::function<const Value*(const std::string&)>;
 
@@ -45,14 +56,15 @@ class ExecutionPlan {
 
   // Runs with inputs in the graph's declared input order (undefined Values for
   // unfed optional/initializer-backed ones); returns outputs in declared order.
-  Result<std::vector<Value>> run(std::vector<Value> inputs, const OuterLookup& outer, int threads) const;
+  Result<std::vector<Value>> run(std::vector<Value> inputs, const OuterLookup& outer, const RunControl& control) const;
 
   // Names read from enclosing scopes (for the parent plan's liveness analysis).
   const std::vector<std::string>& outer_names() const { return outer_names_; }
   const graph::Graph& graph() const { return *graph_; }
 
  private:
-  Status run_node(const PlannedNode& pn, std::vector<Value>& slots, const OuterLookup& outer, int threads) const;
+  Status run_node(const PlannedNode& pn, std::vector<Value>& slots, const OuterLookup& outer,
+                  const RunControl& control) const;
   Result<kernels::Kernel*> kernel_for(const PlannedNode& pn, const std::vector<const Value*>& inputs) const;
 
   const graph::Graph* graph_ = nullptr;

@@ -3,10 +3,12 @@
 #include <omp.h>
 
 #include <fstream>
+#include <new>
 #include <set>
 #include <thread>
 #include <unordered_set>
 
+#include "graph/shape_inference.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "onnx/model_loader.hpp"
 #include "runtime/execution_plan.hpp"
@@ -35,6 +37,15 @@ Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& mode
 }
 
 Result<std::unique_ptr<Session>> Session::create(graph::Model model, const SessionOptions& options) {
+  // Inference is advisory here: the executor works from the actual tensors, so a
+  // model our rules cannot follow still runs.
+  try {
+    (void)graph::infer_shapes(model.graph);
+  } catch (const Error& e) {
+    return e.status();  // a hostile attribute (wrong type) is a Status, not an escaping exception
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory while inferring shapes");
+  }
   auto session = std::unique_ptr<Session>(new Session());
   session->model_ = std::make_shared<const graph::Model>(std::move(model));
   session->threads_ = options.threads > 0 ? options.threads : physical_cores();
@@ -42,18 +53,24 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
   if (providers.empty()) providers.push_back(&kernels::cpu::cpu_registry());
   const auto& g = session->model_->graph;
   for (const auto& vi : g.inputs) session->inputs_.push_back(vi);
-  DESKML_ASSIGN_OR_RETURN(session->plan_, ExecutionPlan::build(g, providers));
+  try {
+    DESKML_ASSIGN_OR_RETURN(session->plan_, ExecutionPlan::build(g, providers));
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory while planning the model");
+  }
   return session;
 }
 
 Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) const {
   const auto& type = info.type;
+  if (type.optional && value.is_none()) return Status::Ok();
   if (type.kind == graph::ValueType::Kind::kSequence) {
     if (!value.is_sequence()) return invalid_argument("input '" + info.name + "' expects a sequence of tensors");
     return Status::Ok();
   }
   if (!value.is_tensor()) {
-    if (type.kind == graph::ValueType::Kind::kOptional && value.is_none()) return Status::Ok();
     return invalid_argument("input '" + info.name + "' expects a tensor");
   }
   const Tensor& t = value.tensor;
@@ -77,7 +94,7 @@ Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) 
   return Status::Ok();
 }
 
-Result<NamedValues> Session::run(const NamedValues& feeds) const {
+Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& options) const {
   const auto& g = model_->graph;
   std::vector<Value> inputs(g.inputs.size());
   std::vector<bool> fed(g.inputs.size(), false);
@@ -92,11 +109,19 @@ Result<NamedValues> Session::run(const NamedValues& feeds) const {
   }
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     const bool optional = g.initializers.count(g.inputs[i].name) ||
-                          g.inputs[i].type.kind == graph::ValueType::Kind::kOptional;
+                          g.inputs[i].type.optional;
     if (!fed[i] && !optional) return invalid_argument("input '" + g.inputs[i].name + "' was not provided");
   }
   omp_set_num_threads(threads_);
-  DESKML_ASSIGN_OR_RETURN(std::vector<Value> outputs, plan_->run(std::move(inputs), nullptr, threads_));
+  std::vector<Value> outputs;
+  try {
+    const RunControl control{threads_, options.deadline, options.cancel};
+    DESKML_ASSIGN_OR_RETURN(outputs, plan_->run(std::move(inputs), nullptr, control));
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory while running the model");
+  }
   NamedValues named;
   for (size_t i = 0; i < outputs.size(); ++i) named.emplace_back(g.outputs[i].name, std::move(outputs[i]));
   return named;

@@ -2,6 +2,8 @@
 // called from several threads at once (each call has its own frame).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -20,6 +22,15 @@ struct SessionOptions {
   int threads = 0;
   // Kernel providers in priority order; empty = the CPU backend.
   std::vector<const kernels::KernelRegistry*> providers;
+};
+
+// Limits for one run. A model may legitimately compute for as long as its data
+// says (Loop's trip count is an input), so a caller running untrusted models, or
+// one whose user can walk away, needs a way to stop it. Checked before every node,
+// including each node of every Loop/Scan iteration.
+struct RunOptions {
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  const std::atomic<bool>* cancel = nullptr;  // another thread sets it to true to stop the run
 };
 
 using NamedValues = std::vector<std::pair<std::string, Value>>;
@@ -42,7 +53,9 @@ class Session {
   // Runs the model. Every required input must be fed; outputs come back in
   // declared order. Bad feeds (unknown name, wrong dtype or rank, fixed dim
   // mismatch) give InvalidArgument and run nothing.
-  Result<NamedValues> run(const NamedValues& feeds) const;
+  Result<NamedValues> run(const NamedValues& feeds) const { return run(feeds, RunOptions{}); }
+  // Same, stopping with DeadlineExceeded or Cancelled between two nodes.
+  Result<NamedValues> run(const NamedValues& feeds, const RunOptions& options) const;
   // Convenience for plain tensors.
   Result<std::vector<std::pair<std::string, Tensor>>> run(
       const std::vector<std::pair<std::string, Tensor>>& feeds) const;

@@ -1,7 +1,345 @@
+// Conv: oneDNN for float32 (half types computed in float32), direct loops for float64.
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cpu/common.hpp"
+#include "kernels/cpu/conv_geometry.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/dnnl_context.hpp"
 
 namespace deskml::kernels::cpu {
 
-void register_conv_kernels(KernelRegistry& r) { (void)r; }
+void register_conv_transpose_kernels(KernelRegistry& r);
+void register_conv_integer_kernels(KernelRegistry& r);
+
+namespace {
+
+// Bounds every size-like attribute so the shape arithmetic below cannot overflow.
+constexpr int64_t kMaxAttrValue = INT32_MAX;
+
+[[noreturn]] void fail(const std::string& label, const std::string& message) {
+  throw_status(invalid_argument(label + ": " + message));
+}
+
+std::vector<int64_t> spatial_attr(const std::vector<int64_t>& v, size_t rank, int64_t def, int64_t min_value,
+                                  const char* name, const std::string& label) {
+  if (v.empty()) return std::vector<int64_t>(rank, def);
+  if (v.size() != rank) {
+    fail(label, std::string(name) + " has " + std::to_string(v.size()) + " values, expected " + std::to_string(rank));
+  }
+  for (int64_t x : v) {
+    if (x < min_value) fail(label, std::string(name) + " values must be >= " + std::to_string(min_value));
+    if (x > kMaxAttrValue) fail(label, std::string(name) + " values are implausibly large");
+  }
+  return v;
+}
+
+int64_t checked_mul(int64_t a, int64_t b, const std::string& label) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) fail(label, "output size overflows");
+  return r;
+}
+
+int64_t floor_div2(int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
+
+// Shared checks and fields for Conv and ConvTranspose; returns spatial rank.
+size_t common_geometry(const ConvAttrs& attrs, const Shape& x, const Shape& w, const std::string& label,
+                       ConvGeometry& g) {
+  if (x.size() < 3) fail(label, "input X must have rank >= 3 (N, C, spatial...), got " + shape_to_string(x));
+  if (w.size() != x.size()) {
+    fail(label, "weights W " + shape_to_string(w) + " must have the same rank as X " + shape_to_string(x));
+  }
+  const size_t sr = x.size() - 2;
+  if (attrs.group < 1) fail(label, "group must be >= 1");
+  g.batch = x[0];
+  g.group = attrs.group;
+  g.in.assign(x.begin() + 2, x.end());
+  g.kernel.assign(w.begin() + 2, w.end());
+  for (int64_t k : g.kernel) {
+    if (k > kMaxAttrValue) fail(label, "the kernel is implausibly large");
+  }
+  if (!attrs.kernel_shape.empty() && attrs.kernel_shape != g.kernel) {
+    fail(label, "kernel_shape attribute does not match the weights' spatial shape " + shape_to_string(w));
+  }
+  g.strides = spatial_attr(attrs.strides, sr, 1, 1, "strides", label);
+  g.dilations = spatial_attr(attrs.dilations, sr, 1, 1, "dilations", label);
+  return sr;
+}
+
+}  // namespace
+
+ConvAttrs::ConvAttrs(const graph::Node& node)
+    : auto_pad(node.attr_string("auto_pad", "NOTSET")),
+      kernel_shape(node.attr_ints("kernel_shape")),
+      strides(node.attr_ints("strides")),
+      dilations(node.attr_ints("dilations")),
+      pads(node.attr_ints("pads")),
+      output_padding(node.attr_ints("output_padding")),
+      output_shape(node.attr_ints("output_shape")),
+      group(node.attr_int("group", 1)) {
+  if (auto_pad.empty()) auto_pad = "NOTSET";
+}
+
+Shape ConvGeometry::output_shape() const {
+  Shape s = {batch, out_channels};
+  s.insert(s.end(), out.begin(), out.end());
+  return s;
+}
+
+int64_t ConvGeometry::in_size() const { return shape_numel(in); }
+int64_t ConvGeometry::out_size() const { return shape_numel(out); }
+int64_t ConvGeometry::kernel_size() const { return shape_numel(kernel); }
+
+ConvGeometry ConvGeometry::as_3d() const {
+  ConvGeometry g = *this;
+  while (g.in.size() < 3) {
+    g.in.insert(g.in.begin(), 1);
+    g.out.insert(g.out.begin(), 1);
+    g.kernel.insert(g.kernel.begin(), 1);
+    g.strides.insert(g.strides.begin(), 1);
+    g.dilations.insert(g.dilations.begin(), 1);
+    g.pad_begin.insert(g.pad_begin.begin(), 0);
+    g.pad_end.insert(g.pad_end.begin(), 0);
+  }
+  return g;
+}
+
+ConvGeometry conv_geometry(const ConvAttrs& attrs, const Shape& x, const Shape& w, const std::string& label) {
+  ConvGeometry g;
+  const size_t sr = common_geometry(attrs, x, w, label, g);
+  g.in_channels = x[1];
+  g.out_channels = w[0];
+  if (w[1] * g.group != g.in_channels) {
+    fail(label, "X has " + std::to_string(x[1]) + " channels but W " + shape_to_string(w) + " with group " +
+                    std::to_string(g.group) + " expects " + std::to_string(w[1] * g.group));
+  }
+  if (g.out_channels % g.group != 0) fail(label, "W's output channels are not divisible by group");
+  std::vector<int64_t> pads = spatial_attr(attrs.pads, 2 * sr, 0, 0, "pads", label);
+  g.pad_begin.assign(pads.begin(), pads.begin() + static_cast<ptrdiff_t>(sr));
+  g.pad_end.assign(pads.begin() + static_cast<ptrdiff_t>(sr), pads.end());
+  g.out.resize(sr);
+  for (size_t i = 0; i < sr; ++i) {
+    const int64_t dk = (g.kernel[i] - 1) * g.dilations[i] + 1;
+    if (attrs.auto_pad == "SAME_UPPER" || attrs.auto_pad == "SAME_LOWER") {
+      const int64_t out = (g.in[i] + g.strides[i] - 1) / g.strides[i];
+      const int64_t total = std::max<int64_t>(0, (out - 1) * g.strides[i] + dk - g.in[i]);
+      g.pad_begin[i] = attrs.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      g.pad_end[i] = total - g.pad_begin[i];
+    } else if (attrs.auto_pad == "VALID") {
+      g.pad_begin[i] = g.pad_end[i] = 0;
+    } else if (attrs.auto_pad != "NOTSET") {
+      fail(label, "unknown auto_pad '" + attrs.auto_pad + "'");
+    }
+    const int64_t span = g.in[i] + g.pad_begin[i] + g.pad_end[i] - dk;
+    if (span < 0) {
+      fail(label, "the (dilated) kernel is larger than the padded input along spatial axis " + std::to_string(i));
+    }
+    g.out[i] = span / g.strides[i] + 1;
+  }
+  return g;
+}
+
+ConvGeometry conv_transpose_geometry(const ConvAttrs& attrs, const Shape& x, const Shape& w, const std::string& label) {
+  ConvGeometry g;
+  const size_t sr = common_geometry(attrs, x, w, label, g);
+  g.in_channels = x[1];
+  if (w[0] != g.in_channels) {
+    fail(label, "X has " + std::to_string(x[1]) + " channels but W " + shape_to_string(w) + " expects " +
+                    std::to_string(w[0]));
+  }
+  if (g.in_channels % g.group != 0) fail(label, "X's channels are not divisible by group");
+  g.out_channels = w[1] * g.group;
+  const std::vector<int64_t> out_pad = spatial_attr(attrs.output_padding, sr, 0, 0, "output_padding", label);
+  std::vector<int64_t> pads = spatial_attr(attrs.pads, 2 * sr, 0, 0, "pads", label);
+  g.pad_begin.assign(pads.begin(), pads.begin() + static_cast<ptrdiff_t>(sr));
+  g.pad_end.assign(pads.begin() + static_cast<ptrdiff_t>(sr), pads.end());
+  std::vector<int64_t> target;
+  if (!attrs.output_shape.empty()) {
+    if (attrs.output_shape.size() != sr && attrs.output_shape.size() != sr + 2) {
+      fail(label, "output_shape must have one value per spatial axis");
+    }
+    target.assign(attrs.output_shape.end() - static_cast<ptrdiff_t>(sr), attrs.output_shape.end());
+  } else if (attrs.auto_pad == "SAME_UPPER" || attrs.auto_pad == "SAME_LOWER") {
+    target.resize(sr);
+    for (size_t i = 0; i < sr; ++i) target[i] = g.in[i] * g.strides[i];
+  } else if (attrs.auto_pad == "VALID") {
+    std::fill(g.pad_begin.begin(), g.pad_begin.end(), 0);
+    std::fill(g.pad_end.begin(), g.pad_end.end(), 0);
+  } else if (attrs.auto_pad != "NOTSET") {
+    fail(label, "unknown auto_pad '" + attrs.auto_pad + "'");
+  }
+  g.out.resize(sr);
+  for (size_t i = 0; i < sr; ++i) {
+    const int64_t dk = (g.kernel[i] - 1) * g.dilations[i] + 1;
+    const int64_t full = checked_mul(g.strides[i], std::max<int64_t>(g.in[i] - 1, 0), label) + out_pad[i] + dk;
+    if (!target.empty()) {
+      if (target[i] < 0) fail(label, "output_shape values must be >= 0");
+      // Spec formulas, with floor division so a negative total (output larger
+      // than the full result) adds zero rows at the end.
+      const int64_t total = full - target[i];
+      if (attrs.auto_pad == "SAME_UPPER") {
+        g.pad_begin[i] = floor_div2(total);
+        g.pad_end[i] = total - g.pad_begin[i];
+      } else {
+        g.pad_end[i] = floor_div2(total);
+        g.pad_begin[i] = total - g.pad_end[i];
+      }
+    }
+    g.out[i] = full - g.pad_begin[i] - g.pad_end[i];
+    if (g.out[i] < 0) fail(label, "pads are larger than the output along spatial axis " + std::to_string(i));
+    // Internally the output padding is folded into the end pad (negative when it adds rows).
+    g.pad_end[i] -= out_pad[i];
+  }
+  return g;
+}
+
+namespace {
+
+class ConvKernel final : public Kernel {
+ public:
+  explicit ConvKernel(const graph::Node& node) : attrs_(node) {}
+
+  Status compute(KernelContext& ctx) override {
+    const Tensor& x = ctx.required_input(0);
+    const Tensor& w = ctx.required_input(1);
+    const Tensor* b = ctx.input(2);
+    const std::string label = ctx.node().label();
+    if (w.dtype() != x.dtype() || (b && b->dtype() != x.dtype())) return ctx.error("X, W and B must have one type");
+    const ConvGeometry g = conv_geometry(attrs_, x.shape(), w.shape(), label);
+    if (b && (b->rank() != 1 || b->dim(0) != g.out_channels)) {
+      return ctx.error("bias B must have shape [" + std::to_string(g.out_channels) + "], got " +
+                       shape_to_string(b->shape()));
+    }
+    switch (x.dtype()) {
+      case DataType::kFloat32:
+        run_f32(ctx, g, x, w, b, ctx.allocate_output(0, DataType::kFloat32, g.output_shape()));
+        return Status::Ok();
+      case DataType::kFloat64:
+        run_reference<double>(ctx, g, x, w, b, ctx.allocate_output(0, DataType::kFloat64, g.output_shape()));
+        return Status::Ok();
+      case DataType::kFloat16:
+      case DataType::kBFloat16: {
+        Tensor y(DataType::kFloat32, g.output_shape());
+        const Tensor bf = b ? b->cast(DataType::kFloat32) : Tensor();
+        run_f32(ctx, g, x.cast(DataType::kFloat32), w.cast(DataType::kFloat32), b ? &bf : nullptr, y);
+        ctx.set_output(0, y.cast(x.dtype()));
+        return Status::Ok();
+      }
+      default:
+        return unsupported(label + ": Conv does not support " + std::string(dtype_name(x.dtype())));
+    }
+  }
+
+ private:
+  struct Primitive {
+    bool use_reference = false;  // oneDNN had no implementation for this problem
+    dnnl::convolution_forward prim;
+    dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
+    bool reorder_weights = false;
+    onednn::ReorderedWeights weights;
+  };
+
+  template <typename T>
+  static void run_reference(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
+                            const Tensor* b, Tensor& y) {
+    if (y.numel() == 0) return;
+    T* yp = y.data<T>();
+    reference_conv<T, T, T>(g.as_3d(), x.data<T>(), w.data<T>(), T{}, nullptr, yp, ctx.threads());
+    if (b) add_bias(b->data<T>(), yp, g.batch, g.out_channels, g.out_size());
+  }
+
+  template <typename T>
+  static void add_bias(const T* bias, T* y, int64_t batch, int64_t channels, int64_t plane) {
+    for (int64_t n = 0; n < batch; ++n) {
+      for (int64_t m = 0; m < channels; ++m) {
+        T* p = y + (n * channels + m) * plane;
+        for (int64_t i = 0; i < plane; ++i) p[i] += bias[m];
+      }
+    }
+  }
+
+  std::shared_ptr<Primitive> build(const ConvGeometry& g, bool has_bias) const {
+    using dnnl::memory;
+    auto e = std::make_shared<Primitive>();
+    memory::dims src = {g.batch, g.in_channels}, dst = {g.batch, g.out_channels};
+    memory::dims wd = g.group > 1 ? memory::dims{g.group, g.out_channels / g.group, g.in_channels / g.group}
+                                  : memory::dims{g.out_channels, g.in_channels};
+    memory::dims strides, dilates, pl, pr;
+    for (size_t i = 0; i < g.spatial_rank(); ++i) {
+      src.push_back(g.in[i]);
+      dst.push_back(g.out[i]);
+      wd.push_back(g.kernel[i]);
+      strides.push_back(g.strides[i]);
+      dilates.push_back(g.dilations[i] - 1);
+      pl.push_back(g.pad_begin[i]);
+      pr.push_back(g.pad_end[i]);
+    }
+    e->src_md = onednn::plain_desc(src);
+    e->dst_md = onednn::plain_desc(dst);
+    e->user_w_md = onednn::plain_desc(wd);
+    e->bias_md = has_bias ? onednn::plain_desc({g.out_channels}) : memory::desc();
+    try {
+      const memory::desc w_any(wd, memory::data_type::f32, memory::format_tag::any);
+      const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
+                                                 dnnl::algorithm::convolution_direct, e->src_md, w_any, e->bias_md,
+                                                 e->dst_md, strides, dilates, pl, pr);
+      const dnnl::convolution_forward::primitive_desc pd(desc, onednn::base_attr(), onednn::engine());
+      e->prim = dnnl::convolution_forward(pd);
+      e->w_md = pd.weights_desc();
+      e->scratch_md = pd.scratchpad_desc();
+      e->reorder_weights = e->w_md != e->user_w_md;
+    } catch (const dnnl::error& err) {
+      if (err.status != dnnl_unimplemented) onednn::rethrow(err, "Conv");
+      e->use_reference = true;
+    }
+    return e;
+  }
+
+  void run_f32(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor* b,
+               Tensor& y) {
+    if (y.numel() == 0) return;
+    if (x.numel() == 0 || w.numel() == 0) {  // nothing to sum: the output is the bias
+      float* yp = y.data<float>();
+      std::fill(yp, yp + y.numel(), 0.0f);
+      if (b) add_bias(b->data<float>(), yp, g.batch, g.out_channels, g.out_size());
+      return;
+    }
+    std::vector<int64_t> key;
+    onednn::append_key(key, x.shape());
+    onednn::append_key(key, w.shape());
+    key.push_back(b != nullptr);
+    auto e = cache_.get(key, [&] { return build(g, b != nullptr); });
+    if (e->use_reference) {
+      run_reference<float>(ctx, g, x, w, b, y);
+      return;
+    }
+    try {
+      dnnl::memory wmem = e->reorder_weights ? e->weights.get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
+      std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, x)},
+                                                    {DNNL_ARG_WEIGHTS, wmem},
+                                                    {DNNL_ARG_DST, onednn::wrap(e->dst_md, y)}};
+      if (b) args.insert({DNNL_ARG_BIAS, onednn::wrap(e->bias_md, *b)});
+      onednn::execute(e->prim, e->scratch_md, std::move(args));
+    } catch (const dnnl::error& err) {
+      onednn::rethrow(err, ctx.node().label());
+    }
+  }
+
+  ConvAttrs attrs_;
+  onednn::PrimitiveCache<Primitive> cache_;
+};
+
+}  // namespace
+
+void register_conv_kernels(KernelRegistry& r) {
+  KernelDef def;
+  def.op = "Conv";
+  def.since = 1;
+  def.types = {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16};
+  def.factory = [](const graph::Node& node) { return std::make_unique<ConvKernel>(node); };
+  r.add(def);
+  register_conv_transpose_kernels(r);
+  register_conv_integer_kernels(r);
+}
 
 }  // namespace deskml::kernels::cpu

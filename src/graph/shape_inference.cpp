@@ -1,0 +1,421 @@
+#include "graph/shape_inference.hpp"
+
+#include <functional>
+#include <unordered_set>
+
+namespace deskml::graph {
+namespace {
+
+using Dims = std::vector<Dim>;
+
+bool same_dim(const Dim& a, const Dim& b) {
+  if (a.known() && b.known()) return a.value == b.value;
+  return !a.known() && !b.known() && !a.symbol.empty() && a.symbol == b.symbol;
+}
+
+// Broadcast one dim pair; `ok` turns false for provably incompatible numbers.
+Dim broadcast_dim(const Dim& a, const Dim& b, bool& ok) {
+  if (same_dim(a, b)) return a;
+  if (a.known() && a.value == 1) return b;
+  if (b.known() && b.value == 1) return a;
+  if (a.known() && b.known()) {
+    ok = false;
+    return Dim{};
+  }
+  if (a.known()) return a;  // b must be 1 or equal to a
+  if (b.known()) return b;
+  return Dim{};
+}
+
+struct Inference {
+  Graph& graph;
+  std::unordered_map<std::string, const Tensor*> constants;
+
+  std::optional<ValueType> type_of(const std::string& name) const {
+    if (name.empty()) return std::nullopt;
+    return graph.type_of(name);
+  }
+  std::optional<Dims> shape(const std::string& name) const {
+    auto t = type_of(name);
+    if (!t || !t->shape) return std::nullopt;
+    return t->shape;
+  }
+  DataType dtype(const std::string& name) const {
+    auto t = type_of(name);
+    return t ? t->dtype : DataType::kUndefined;
+  }
+  std::optional<std::vector<int64_t>> const_ints(const std::string& name) const {
+    auto it = constants.find(name);
+    if (it == constants.end()) return std::nullopt;
+    if (!dtype_is_integer(it->second->dtype()) || it->second->numel() > 1024) return std::nullopt;
+    return it->second->to_int64_vector();
+  }
+
+  void set(const std::string& name, DataType dt, std::optional<Dims> dims) {
+    if (name.empty()) return;
+    ValueType vt;
+    vt.dtype = dt;
+    vt.shape = std::move(dims);
+    auto it = graph.value_types.find(name);
+    if (it != graph.value_types.end()) {
+      // Keep declared information where inference knows less.
+      if (vt.dtype == DataType::kUndefined) vt.dtype = it->second.dtype;
+      if (!vt.shape) vt.shape = it->second.shape;
+    }
+    graph.value_types[name] = std::move(vt);
+  }
+
+  static std::optional<Dims> broadcast(const std::vector<std::optional<Dims>>& shapes, bool& ok) {
+    size_t rank = 0;
+    for (const auto& s : shapes) {
+      if (!s) return std::nullopt;
+      rank = std::max(rank, s->size());
+    }
+    Dims out(rank, Dim::of(1));
+    for (const auto& s : shapes) {
+      const size_t off = rank - s->size();
+      for (size_t i = 0; i < s->size(); ++i) out[off + i] = broadcast_dim(out[off + i], (*s)[i], ok);
+    }
+    return out;
+  }
+
+  static std::optional<int64_t> norm_axis(int64_t axis, size_t rank) {
+    const auto r = static_cast<int64_t>(rank);
+    if (axis < -r || axis >= std::max<int64_t>(r, 1)) return std::nullopt;
+    return axis < 0 ? axis + r : axis;
+  }
+
+  // Spatial output size for conv/pool along one axis, when everything is numeric.
+  static Dim window_dim(const Dim& in, int64_t kernel, int64_t stride, int64_t pad_total, int64_t dilation,
+                        bool ceil_mode, const std::string& auto_pad) {
+    if (!in.known() || kernel <= 0 || stride <= 0) return Dim{};
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") return Dim::of((in.value + stride - 1) / stride);
+    const int64_t eff = (kernel - 1) * dilation + 1;
+    const int64_t span = in.value + (auto_pad == "VALID" ? 0 : pad_total) - eff;
+    if (span < 0) return Dim{};
+    const int64_t out = ceil_mode ? (span + stride - 1) / stride + 1 : span / stride + 1;
+    return Dim::of(out);
+  }
+
+  Status infer_node(const Node& n);
+};
+
+Status Inference::infer_node(const Node& n) {
+  static const std::unordered_set<std::string> kSameAsInput = {
+      "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Log", "Sqrt", "Erf", "Softmax", "LogSoftmax", "Hardmax",
+      "Identity", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Gelu", "Softplus",
+      "Softsign", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan",
+      "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "InstanceNormalization", "LRN", "Mish", "CumSum", "Shrink",
+      "ThresholdedRelu", "MeanVarianceNormalization", "LpNormalization", "BatchNormalization", "LayerNormalization",
+      "GroupNormalization", "Dropout", "BitwiseNot", "QuantizeLinear", "DequantizeLinear"};
+  static const std::unordered_set<std::string> kBroadcast = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max",
+                                                             "Min", "Sum", "Mean", "PRelu", "BitShift",
+                                                             "BitwiseAnd", "BitwiseOr", "BitwiseXor"};
+  static const std::unordered_set<std::string> kCompare = {"Equal", "Less", "Greater", "LessOrEqual",
+                                                           "GreaterOrEqual", "And", "Or", "Xor"};
+  if (!n.domain.empty() || n.outputs.empty()) return Status::Ok();
+  const std::string& op = n.op_type;
+  const std::string& out = n.outputs[0];
+  auto in = [&](size_t i) { return n.input(i); };
+  bool ok = true;
+
+  if (kSameAsInput.count(op)) {
+    DataType dt = dtype(in(0));
+    if (op == "QuantizeLinear") dt = n.inputs.size() > 2 ? dtype(in(2)) : DataType::kUInt8;
+    if (op == "DequantizeLinear") dt = n.inputs.size() > 1 ? dtype(in(1)) : DataType::kFloat32;
+    set(out, dt, shape(in(0)));
+  } else if (kBroadcast.count(op) || kCompare.count(op) || op == "Where") {
+    std::vector<std::optional<Dims>> shapes;
+    for (const auto& name : n.inputs) shapes.push_back(shape(name));
+    auto b = broadcast(shapes, ok);
+    if (!ok) return invalid_model(n.label() + ": input shapes cannot be broadcast together");
+    const DataType dt = kCompare.count(op) ? DataType::kBool : dtype(in(op == "Where" ? 1 : 0));
+    set(out, dt, b);
+  } else if (op == "Not" || op == "IsNaN" || op == "IsInf") {
+    set(out, DataType::kBool, shape(in(0)));
+  } else if (op == "Cast") {
+    set(out, static_cast<DataType>(n.attr_int("to", 0)), shape(in(0)));
+  } else if (op == "CastLike") {
+    set(out, dtype(in(1)), shape(in(0)));
+  } else if (op == "Shape") {
+    std::optional<Dims> dims;
+    if (auto s = shape(in(0))) {
+      const auto rank = static_cast<int64_t>(s->size());
+      int64_t start = n.attr_int("start", 0), end = n.attr_int("end", rank);
+      start = std::clamp(start < 0 ? start + rank : start, int64_t{0}, rank);
+      end = std::clamp(end < 0 ? end + rank : end, int64_t{0}, rank);
+      dims = Dims{Dim::of(std::max<int64_t>(end - start, 0))};
+    }
+    set(out, DataType::kInt64, dims);
+  } else if (op == "Size") {
+    set(out, DataType::kInt64, Dims{});
+  } else if (op == "Constant") {
+    if (const Tensor* t = n.attr_tensor("value")) {
+      constants[out] = t;
+      Dims d;
+      for (int64_t v : t->shape()) d.push_back(Dim::of(v));
+      set(out, t->dtype(), d);
+    } else if (n.has_attr("value_int")) {
+      set(out, DataType::kInt64, Dims{});
+    } else if (n.has_attr("value_ints")) {
+      set(out, DataType::kInt64, Dims{Dim::of(static_cast<int64_t>(n.attr_ints("value_ints").size()))});
+    } else if (n.has_attr("value_float")) {
+      set(out, DataType::kFloat32, Dims{});
+    }
+  } else if (op == "MatMul") {
+    auto a = shape(in(0)), b = shape(in(1));
+    std::optional<Dims> dims;
+    if (a && b && !a->empty() && !b->empty()) {
+      Dims aa = *a, bb = *b;
+      const bool a1 = aa.size() == 1, b1 = bb.size() == 1;
+      if (a1) aa.insert(aa.begin(), Dim::of(1));
+      if (b1) bb.push_back(Dim::of(1));
+      Dims batch_a(aa.begin(), aa.end() - 2), batch_b(bb.begin(), bb.end() - 2);
+      auto batch = broadcast({batch_a, batch_b}, ok);
+      if (!ok) return invalid_model(n.label() + ": batch dimensions cannot be broadcast");
+      dims = *batch;
+      if (!a1) dims->push_back(aa[aa.size() - 2]);
+      if (!b1) dims->push_back(bb.back());
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Gemm") {
+    auto a = shape(in(0)), b = shape(in(1));
+    std::optional<Dims> dims;
+    if (a && b && a->size() == 2 && b->size() == 2) {
+      dims = Dims{(*a)[n.attr_int("transA", 0) ? 1 : 0], (*b)[n.attr_int("transB", 0) ? 0 : 1]};
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Conv" || op == "MaxPool" || op == "AveragePool" || op == "LpPool") {
+    auto x = shape(in(0));
+    std::optional<Dims> dims;
+    const bool conv = op == "Conv";
+    auto w = conv ? shape(in(1)) : std::nullopt;
+    if (x && x->size() >= 3 && (!conv || (w && w->size() == x->size()))) {
+      const size_t spatial = x->size() - 2;
+      std::vector<int64_t> kernel = n.attr_ints("kernel_shape");
+      if (kernel.empty() && conv) {
+        for (size_t i = 0; i < spatial; ++i) kernel.push_back((*w)[2 + i].known() ? (*w)[2 + i].value : -1);
+      }
+      const auto strides = n.attr_ints("strides", std::vector<int64_t>(spatial, 1));
+      const auto dil = n.attr_ints("dilations", std::vector<int64_t>(spatial, 1));
+      const auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * spatial, 0));
+      const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+      if (kernel.size() == spatial && strides.size() == spatial && dil.size() == spatial &&
+          pads.size() == 2 * spatial) {
+        dims = Dims{(*x)[0], conv ? (*w)[0] : (*x)[1]};
+        for (size_t i = 0; i < spatial; ++i) {
+          dims->push_back(window_dim((*x)[2 + i], kernel[i], strides[i], pads[i] + pads[i + spatial], dil[i],
+                                     n.attr_int("ceil_mode", 0) != 0, auto_pad));
+        }
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
+    auto x = shape(in(0));
+    if (x && x->size() >= 2) {
+      Dims d{(*x)[0], (*x)[1]};
+      d.resize(x->size(), Dim::of(1));
+      set(out, dtype(in(0)), d);
+    } else {
+      set(out, dtype(in(0)), std::nullopt);
+    }
+  } else if (op == "Flatten") {
+    auto x = shape(in(0));
+    std::optional<Dims> dims;
+    if (x) {
+      if (auto axis = norm_axis(n.attr_int("axis", 1), x->size() + 1)) {
+        auto product = [&](size_t lo, size_t hi) {
+          int64_t p = 1;
+          for (size_t i = lo; i < hi; ++i) {
+            if (!(*x)[i].known()) return Dim{};
+            p *= (*x)[i].value;
+          }
+          return Dim::of(p);
+        };
+        dims = Dims{product(0, static_cast<size_t>(*axis)), product(static_cast<size_t>(*axis), x->size())};
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Transpose") {
+    auto x = shape(in(0));
+    std::optional<Dims> dims;
+    if (x) {
+      std::vector<int64_t> perm = n.attr_ints("perm");
+      if (perm.empty()) {
+        for (size_t i = x->size(); i-- > 0;) perm.push_back(static_cast<int64_t>(i));
+      }
+      if (perm.size() == x->size()) {
+        dims = Dims{};
+        for (int64_t p : perm) {
+          if (p < 0 || p >= static_cast<int64_t>(x->size())) return invalid_model(n.label() + ": bad perm");
+          dims->push_back((*x)[static_cast<size_t>(p)]);
+        }
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Concat") {
+    std::optional<Dims> dims = shape(in(0));
+    if (dims) {
+      auto axis = norm_axis(n.attr_int("axis", 0), dims->size());
+      if (!axis) return invalid_model(n.label() + ": axis out of range");
+      Dim total = (*dims)[static_cast<size_t>(*axis)];
+      for (size_t i = 1; i < n.inputs.size() && dims; ++i) {
+        auto s = shape(in(i));
+        if (!s || s->size() != dims->size()) {
+          dims.reset();
+          break;
+        }
+        const Dim& d = (*s)[static_cast<size_t>(*axis)];
+        total = total.known() && d.known() ? Dim::of(total.value + d.value) : Dim{};
+      }
+      if (dims) (*dims)[static_cast<size_t>(*axis)] = total;
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Reshape") {
+    auto x = shape(in(0));
+    auto target = n.opset >= 5 ? const_ints(in(1)) : std::optional(n.attr_ints("shape"));
+    std::optional<Dims> dims;
+    if (target) {
+      dims = Dims{};
+      const bool allowzero = n.attr_int("allowzero", 0) != 0;
+      int64_t known_product = 1;
+      int minus_one = -1;
+      for (size_t i = 0; i < target->size(); ++i) {
+        int64_t v = (*target)[i];
+        if (v == 0 && !allowzero) {
+          dims->push_back(x && i < x->size() ? (*x)[i] : Dim{});
+        } else if (v == -1) {
+          minus_one = static_cast<int>(i);
+          dims->push_back(Dim{});
+        } else {
+          dims->push_back(Dim::of(v));
+        }
+        if (dims->back().known()) known_product *= dims->back().value;
+      }
+      if (minus_one >= 0 && x) {
+        int64_t in_product = 1;
+        bool all_known = true;
+        for (const auto& d : *x) all_known = all_known && d.known(), in_product *= d.known() ? d.value : 1;
+        bool rest_known = true;
+        for (size_t i = 0; i < dims->size(); ++i) rest_known = rest_known && (i == static_cast<size_t>(minus_one) || (*dims)[i].known());
+        if (all_known && rest_known && known_product > 0) (*dims)[static_cast<size_t>(minus_one)] = Dim::of(in_product / known_product);
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Unsqueeze" || op == "Squeeze") {
+    auto x = shape(in(0));
+    auto axes = n.opset >= 13 ? (n.inputs.size() > 1 ? const_ints(in(1)) : std::optional<std::vector<int64_t>>())
+                              : std::optional(n.attr_ints("axes"));
+    std::optional<Dims> dims;
+    if (x && axes) {
+      if (op == "Unsqueeze") {
+        const size_t rank = x->size() + axes->size();
+        std::vector<bool> inserted(rank, false);
+        for (int64_t a : *axes) {
+          auto na = norm_axis(a, rank);
+          if (!na) return invalid_model(n.label() + ": axis out of range");
+          inserted[static_cast<size_t>(*na)] = true;
+        }
+        dims = Dims{};
+        size_t src = 0;
+        for (size_t i = 0; i < rank; ++i) dims->push_back(inserted[i] ? Dim::of(1) : (*x)[src++]);
+      } else {
+        std::vector<bool> removed(x->size(), false);
+        for (int64_t a : *axes) {
+          auto na = norm_axis(a, x->size());
+          if (!na) return invalid_model(n.label() + ": axis out of range");
+          removed[static_cast<size_t>(*na)] = true;
+        }
+        dims = Dims{};
+        for (size_t i = 0; i < x->size(); ++i) {
+          if (!removed[i]) dims->push_back((*x)[i]);
+        }
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "Gather") {
+    auto x = shape(in(0)), idx = shape(in(1));
+    std::optional<Dims> dims;
+    if (x && idx) {
+      if (auto axis = norm_axis(n.attr_int("axis", 0), x->size())) {
+        dims = Dims(x->begin(), x->begin() + *axis);
+        dims->insert(dims->end(), idx->begin(), idx->end());
+        dims->insert(dims->end(), x->begin() + *axis + 1, x->end());
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else if (op == "ConstantOfShape") {
+    std::optional<Dims> dims;
+    if (auto s = const_ints(in(0))) {
+      dims = Dims{};
+      for (int64_t v : *s) dims->push_back(Dim::of(v));
+    }
+    const Tensor* value = n.attr_tensor("value");
+    set(out, value ? value->dtype() : DataType::kFloat32, dims);
+  } else if (op == "ArgMax" || op == "ArgMin") {
+    auto x = shape(in(0));
+    std::optional<Dims> dims;
+    if (x) {
+      if (auto axis = norm_axis(n.attr_int("axis", 0), x->size())) {
+        dims = *x;
+        if (n.attr_int("keepdims", 1)) (*dims)[static_cast<size_t>(*axis)] = Dim::of(1);
+        else dims->erase(dims->begin() + *axis);
+      }
+    }
+    set(out, DataType::kInt64, dims);
+  } else if (op.rfind("Reduce", 0) == 0) {
+    auto x = shape(in(0));
+    std::optional<std::vector<int64_t>> axes;
+    if (n.has_attr("axes")) axes = n.attr_ints("axes");
+    else if (n.inputs.size() > 1) axes = const_ints(in(1));
+    else axes = std::vector<int64_t>{};
+    std::optional<Dims> dims;
+    if (x && axes) {
+      const bool keep = n.attr_int("keepdims", 1) != 0;
+      std::vector<bool> reduced(x->size(), axes->empty() && !n.attr_int("noop_with_empty_axes", 0));
+      for (int64_t a : *axes) {
+        auto na = norm_axis(a, x->size());
+        if (!na) return invalid_model(n.label() + ": axis out of range");
+        reduced[static_cast<size_t>(*na)] = true;
+      }
+      dims = Dims{};
+      for (size_t i = 0; i < x->size(); ++i) {
+        if (!reduced[i]) dims->push_back((*x)[i]);
+        else if (keep) dims->push_back(Dim::of(1));
+      }
+    }
+    set(out, dtype(in(0)), dims);
+  } else {
+    // No rule: leave the output as declared (or unknown).
+    set(out, DataType::kUndefined, std::nullopt);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<InferenceStats> infer_shapes(Graph& graph) {
+  DESKML_ASSIGN_OR_RETURN(std::vector<size_t> order, topological_order(graph, {}));
+  Inference inf{graph, {}};
+  for (const auto& [name, t] : graph.initializers) inf.constants[name] = &t;
+  InferenceStats stats;
+  for (size_t idx : order) {
+    const Node& n = graph.nodes[idx];
+    DESKML_RETURN_IF_ERROR(inf.infer_node(n));
+  }
+  for (size_t idx : order) {
+    for (const auto& out : graph.nodes[idx].outputs) {
+      if (out.empty()) continue;
+      ++stats.values;
+      auto t = graph.type_of(out);
+      if (t && t->dtype != DataType::kUndefined) ++stats.typed;
+      if (t && t->shape &&
+          std::all_of(t->shape->begin(), t->shape->end(), [](const Dim& d) { return d.known() || !d.symbol.empty(); })) {
+        ++stats.fully_shaped;
+      }
+    }
+  }
+  return stats;
+}
+
+}  // namespace deskml::graph

@@ -1,0 +1,117 @@
+#include "kernels/cpu/dnnl_context.hpp"
+
+#include <cstdlib>
+#include <new>
+
+namespace deskml::kernels::cpu::onednn {
+namespace {
+
+// Scratch memory for primitive execution, one growing buffer per thread: a
+// primitive runs to completion on the calling thread (oneDNN's own workers
+// only use it inside that call), so the buffer is never shared.
+class ScratchBuffer {
+ public:
+  ~ScratchBuffer() { std::free(data_); }
+  void* reserve(size_t bytes) {
+    if (bytes <= capacity_) return data_;
+    std::free(data_);
+    data_ = nullptr;
+    capacity_ = 0;
+    const size_t rounded = (bytes + 4095) / 4096 * 4096;
+    data_ = std::aligned_alloc(4096, rounded);
+    if (data_ == nullptr) throw std::bad_alloc();
+    capacity_ = rounded;
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+}  // namespace
+
+const dnnl::engine& engine() {
+  static const dnnl::engine kEngine(dnnl::engine::kind::cpu, 0);
+  return kEngine;
+}
+
+dnnl::memory::dims to_dims(const Shape& shape) { return dnnl::memory::dims(shape.begin(), shape.end()); }
+
+dnnl::memory::dims plain_strides(const dnnl::memory::dims& dims) {
+  dnnl::memory::dims strides(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) strides[i - 1] = strides[i] * dims[i];
+  return strides;
+}
+
+dnnl::memory::desc plain_desc(const dnnl::memory::dims& dims, dnnl::memory::data_type dt) {
+  return dnnl::memory::desc(dims, dt, plain_strides(dims));
+}
+
+dnnl::memory::desc strided_desc(const dnnl::memory::dims& dims, const dnnl::memory::dims& strides,
+                                dnnl::memory::data_type dt) {
+  return dnnl::memory::desc(dims, dt, strides);
+}
+
+dnnl::memory wrap(const dnnl::memory::desc& md, const Tensor& t) {
+  return dnnl::memory(md, engine(), const_cast<void*>(t.raw_data()));
+}
+
+dnnl::memory wrap(const dnnl::memory::desc& md, void* data) { return dnnl::memory(md, engine(), data); }
+
+dnnl::primitive_attr base_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args) {
+  thread_local ScratchBuffer buffer;
+  const size_t bytes = scratchpad.get_size();
+  if (bytes > 0) args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine(), buffer.reserve(bytes))});
+  dnnl::stream stream(engine());
+  prim.execute(stream, args);
+  stream.wait();
+}
+
+dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to) {
+  dnnl::memory out(to, engine());
+  dnnl::stream stream(engine());
+  dnnl::reorder(from, out).execute(stream, const_cast<dnnl::memory&>(from), out);
+  stream.wait();
+  return out;
+}
+
+void rethrow(const dnnl::error& e, const std::string& what) {
+  const std::string message = what + ": oneDNN: " + e.what();
+  if (e.status == dnnl_unimplemented) throw_status(unsupported(message));
+  if (e.status == dnnl_out_of_memory) throw std::bad_alloc();
+  throw_status(invalid_argument(message));
+}
+
+dnnl::memory ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want) {
+  std::lock_guard lock(mutex_);
+  if (!source_.defined() || source_.raw_data() != w.raw_data() || reordered_.get_desc() != want) {
+    reordered_ = reorder_to(wrap(user, w), want);
+    source_ = w;
+  }
+  return reordered_;
+}
+
+void matmul_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+  using dnnl::memory;
+  const memory::dims ad = {batch, m, k}, bd = {batch, k, n}, cd = {batch, m, n};
+  try {
+    const auto a_md = plain_desc(ad), b_md = plain_desc(bd), c_md = plain_desc(cd);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), base_attr(), engine());
+    execute(dnnl::matmul(pd), pd.scratchpad_desc(),
+            {{DNNL_ARG_SRC, wrap(a_md, const_cast<float*>(a))},
+             {DNNL_ARG_WEIGHTS, wrap(b_md, const_cast<float*>(b))},
+             {DNNL_ARG_DST, wrap(c_md, c)}});
+  } catch (const dnnl::error& e) {
+    rethrow(e, "matmul");
+  }
+}
+
+}  // namespace deskml::kernels::cpu::onednn

@@ -1,0 +1,112 @@
+// The process-wide oneDNN engine and the glue between deskml Tensors and
+// dnnl::memory: descriptors from shapes, zero-copy wrapping, execution with a
+// caller-owned scratchpad, error translation, and a small bounded cache for
+// the primitives a node builds per input shape.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace deskml::kernels::cpu::onednn {
+
+// One CPU engine for the whole process; oneDNN engines are thread-safe.
+const dnnl::engine& engine();
+
+dnnl::memory::dims to_dims(const Shape& shape);
+// Row-major strides of `dims` (the plain layout a Tensor has).
+dnnl::memory::dims plain_strides(const dnnl::memory::dims& dims);
+// A plain (row-major) float32 descriptor.
+dnnl::memory::desc plain_desc(const dnnl::memory::dims& dims,
+                              dnnl::memory::data_type dt = dnnl::memory::data_type::f32);
+dnnl::memory::desc strided_desc(const dnnl::memory::dims& dims, const dnnl::memory::dims& strides,
+                                dnnl::memory::data_type dt = dnnl::memory::data_type::f32);
+
+// Wraps a tensor's storage without copying. oneDNN never writes a source
+// argument, so wrapping a const input is safe.
+dnnl::memory wrap(const dnnl::memory::desc& md, const Tensor& t);
+dnnl::memory wrap(const dnnl::memory::desc& md, void* data);
+
+// Attributes every deskml primitive starts from: a user-managed scratchpad, so
+// a cached primitive can run on any thread and concurrently (oneDNN's
+// library-managed scratchpad is shared per primitive and not safe for that).
+dnnl::primitive_attr base_attr();
+
+// Runs `prim` on a fresh stream and waits. `scratchpad` is the primitive
+// descriptor's scratchpad_desc(); the memory comes from a per-thread buffer.
+void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args);
+
+// Copies `from` into a new memory with layout `to` (a weights reorder).
+dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to);
+
+// Turns a dnnl::error into an Error: Unsupported when oneDNN has no
+// implementation for the problem, InvalidArgument otherwise.
+[[noreturn]] void rethrow(const dnnl::error& e, const std::string& what);
+
+// Weights reordered into a primitive's preferred layout, remembered together
+// with the tensor they came from. The source tensor is held so its storage
+// cannot be freed and reused while the cache compares by address; tensors are
+// immutable once produced, so same storage means same values.
+class ReorderedWeights {
+ public:
+  // The weights in layout `want`, reordering from `user` (a plain view of `w`) when `w` changed.
+  dnnl::memory get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want);
+
+ private:
+  std::mutex mutex_;
+  Tensor source_;
+  dnnl::memory reordered_;
+};
+
+// A small per-node cache from a shape key to a built primitive; keeps the
+// `capacity` most recently used entries. Entries are shared_ptr so one evicted
+// while another thread still runs it stays alive until that run ends.
+template <typename Entry>
+class PrimitiveCache {
+ public:
+  explicit PrimitiveCache(size_t capacity = 4) : capacity_(capacity) {}
+
+  // The entry for `key`, built by make() (returning shared_ptr<Entry>) on a miss.
+  template <typename Make>
+  std::shared_ptr<Entry> get(const std::vector<int64_t>& key, Make&& make) {
+    std::lock_guard lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->first == key) {
+        if (it != entries_.begin()) entries_.splice(entries_.begin(), entries_, it);
+        return entries_.front().second;
+      }
+    }
+    std::shared_ptr<Entry> entry = make();
+    entries_.emplace_front(key, entry);
+    while (entries_.size() > capacity_) entries_.pop_back();
+    return entry;
+  }
+
+ private:
+  size_t capacity_;
+  std::mutex mutex_;
+  std::list<std::pair<std::vector<int64_t>, std::shared_ptr<Entry>>> entries_;
+};
+
+// Appends a shape to a cache key (rank first, so [2,3]+[4] differs from [2]+[3,4]).
+inline void append_key(std::vector<int64_t>& key, const Shape& shape) {
+  key.push_back(static_cast<int64_t>(shape.size()));
+  key.insert(key.end(), shape.begin(), shape.end());
+}
+
+// One float32 (batched) matrix product C[b] = A[b] * B[b] with row-major
+// operands: A is [batch, m, k], B is [batch, k, n], C is [batch, m, n].
+// For one-off products (Einsum); oneDNN's own primitive cache makes repeated
+// shapes cheap.
+void matmul_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c);
+
+}  // namespace deskml::kernels::cpu::onednn
