@@ -13,6 +13,19 @@ bool same_dim(const Dim& a, const Dim& b) {
   return !a.known() && !b.known() && !a.symbol.empty() && a.symbol == b.symbol;
 }
 
+// Declared dims and attributes come from the model file, so any arithmetic on them
+// can overflow; an overflowing result is simply unknown.
+std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+std::optional<int64_t> checked_add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
 // Broadcast one dim pair; `ok` turns false for provably incompatible numbers.
 Dim broadcast_dim(const Dim& a, const Dim& b, bool& ok) {
   if (same_dim(a, b)) return a;
@@ -86,14 +99,18 @@ struct Inference {
   }
 
   // Spatial output size for conv/pool along one axis, when everything is numeric.
-  static Dim window_dim(const Dim& in, int64_t kernel, int64_t stride, int64_t pad_total, int64_t dilation,
-                        bool ceil_mode, const std::string& auto_pad) {
-    if (!in.known() || kernel <= 0 || stride <= 0) return Dim{};
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") return Dim::of((in.value + stride - 1) / stride);
-    const int64_t eff = (kernel - 1) * dilation + 1;
-    const int64_t span = in.value + (auto_pad == "VALID" ? 0 : pad_total) - eff;
-    if (span < 0) return Dim{};
-    const int64_t out = ceil_mode ? (span + stride - 1) / stride + 1 : span / stride + 1;
+  static Dim window_dim(const Dim& in, int64_t kernel, int64_t stride, int64_t pad_begin, int64_t pad_end,
+                        int64_t dilation, bool ceil_mode, const std::string& auto_pad) {
+    if (!in.known() || kernel <= 0 || stride <= 0 || dilation <= 0 || pad_begin < 0 || pad_end < 0) return Dim{};
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      return Dim::of(in.value / stride + (in.value % stride != 0 ? 1 : 0));
+    }
+    const auto eff = checked_mul(kernel - 1, dilation);
+    auto padded = checked_add(in.value, auto_pad == "VALID" ? 0 : pad_begin);
+    if (padded) padded = checked_add(*padded, auto_pad == "VALID" ? 0 : pad_end);
+    if (!eff || !padded || *padded - 1 < *eff) return Dim{};
+    const int64_t span = *padded - 1 - *eff;  // (padded - effective kernel), >= 0
+    const int64_t out = span / stride + (ceil_mode && span % stride != 0 ? 1 : 0) + 1;
     return Dim::of(out);
   }
 
@@ -204,7 +221,7 @@ Status Inference::infer_node(const Node& n) {
           pads.size() == 2 * spatial) {
         dims = Dims{(*x)[0], conv ? (*w)[0] : (*x)[1]};
         for (size_t i = 0; i < spatial; ++i) {
-          dims->push_back(window_dim((*x)[2 + i], kernel[i], strides[i], pads[i] + pads[i + spatial], dil[i],
+          dims->push_back(window_dim((*x)[2 + i], kernel[i], strides[i], pads[i], pads[i + spatial], dil[i],
                                      n.attr_int("ceil_mode", 0) != 0, auto_pad));
         }
       }
@@ -227,8 +244,9 @@ Status Inference::infer_node(const Node& n) {
         auto product = [&](size_t lo, size_t hi) {
           int64_t p = 1;
           for (size_t i = lo; i < hi; ++i) {
-            if (!(*x)[i].known()) return Dim{};
-            p *= (*x)[i].value;
+            const auto next = (*x)[i].known() ? checked_mul(p, (*x)[i].value) : std::nullopt;
+            if (!next) return Dim{};
+            p = *next;
           }
           return Dim::of(p);
         };
@@ -255,6 +273,7 @@ Status Inference::infer_node(const Node& n) {
     set(out, dtype(in(0)), dims);
   } else if (op == "Concat") {
     std::optional<Dims> dims = shape(in(0));
+    if (dims && dims->empty()) return invalid_model(n.label() + ": cannot concatenate scalars");
     if (dims) {
       auto axis = norm_axis(n.attr_int("axis", 0), dims->size());
       if (!axis) return invalid_model(n.label() + ": axis out of range");
@@ -266,7 +285,8 @@ Status Inference::infer_node(const Node& n) {
           break;
         }
         const Dim& d = (*s)[static_cast<size_t>(*axis)];
-        total = total.known() && d.known() ? Dim::of(total.value + d.value) : Dim{};
+        const auto sum = total.known() && d.known() ? checked_add(total.value, d.value) : std::nullopt;
+        total = sum ? Dim::of(*sum) : Dim{};
       }
       if (dims) (*dims)[static_cast<size_t>(*axis)] = total;
     }
@@ -278,7 +298,7 @@ Status Inference::infer_node(const Node& n) {
     if (target) {
       dims = Dims{};
       const bool allowzero = n.attr_int("allowzero", 0) != 0;
-      int64_t known_product = 1;
+      std::optional<int64_t> known_product = 1;
       int minus_one = -1;
       for (size_t i = 0; i < target->size(); ++i) {
         int64_t v = (*target)[i];
@@ -290,15 +310,18 @@ Status Inference::infer_node(const Node& n) {
         } else {
           dims->push_back(Dim::of(v));
         }
-        if (dims->back().known()) known_product *= dims->back().value;
+        if (dims->back().known() && known_product) known_product = checked_mul(*known_product, dims->back().value);
       }
       if (minus_one >= 0 && x) {
-        int64_t in_product = 1;
-        bool all_known = true;
-        for (const auto& d : *x) all_known = all_known && d.known(), in_product *= d.known() ? d.value : 1;
+        std::optional<int64_t> in_product = 1;
+        for (const auto& d : *x) in_product = d.known() && in_product ? checked_mul(*in_product, d.value) : std::nullopt;
         bool rest_known = true;
-        for (size_t i = 0; i < dims->size(); ++i) rest_known = rest_known && (i == static_cast<size_t>(minus_one) || (*dims)[i].known());
-        if (all_known && rest_known && known_product > 0) (*dims)[static_cast<size_t>(minus_one)] = Dim::of(in_product / known_product);
+        for (size_t i = 0; i < dims->size(); ++i) {
+          rest_known = rest_known && (i == static_cast<size_t>(minus_one) || (*dims)[i].known());
+        }
+        if (in_product && known_product && rest_known && *known_product > 0) {
+          (*dims)[static_cast<size_t>(minus_one)] = Dim::of(*in_product / *known_product);
+        }
       }
     }
     set(out, dtype(in(0)), dims);
@@ -314,6 +337,7 @@ Status Inference::infer_node(const Node& n) {
         for (int64_t a : *axes) {
           auto na = norm_axis(a, rank);
           if (!na) return invalid_model(n.label() + ": axis out of range");
+          if (inserted[static_cast<size_t>(*na)]) return invalid_model(n.label() + ": axis repeated");
           inserted[static_cast<size_t>(*na)] = true;
         }
         dims = Dims{};
@@ -336,7 +360,7 @@ Status Inference::infer_node(const Node& n) {
   } else if (op == "Gather") {
     auto x = shape(in(0)), idx = shape(in(1));
     std::optional<Dims> dims;
-    if (x && idx) {
+    if (x && idx && !x->empty()) {
       if (auto axis = norm_axis(n.attr_int("axis", 0), x->size())) {
         dims = Dims(x->begin(), x->begin() + *axis);
         dims->insert(dims->end(), idx->begin(), idx->end());
@@ -355,7 +379,7 @@ Status Inference::infer_node(const Node& n) {
   } else if (op == "ArgMax" || op == "ArgMin") {
     auto x = shape(in(0));
     std::optional<Dims> dims;
-    if (x) {
+    if (x && !x->empty()) {
       if (auto axis = norm_axis(n.attr_int("axis", 0), x->size())) {
         dims = *x;
         if (n.attr_int("keepdims", 1)) (*dims)[static_cast<size_t>(*axis)] = Dim::of(1);

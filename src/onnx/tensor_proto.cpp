@@ -28,6 +28,14 @@ std::optional<uint64_t> parse_decimal(const std::string& text) {
   return v;
 }
 
+// C++ bool has two valid object representations; any other byte read as bool is
+// undefined behaviour, so raw bytes from a file are normalised to 0/1.
+void normalize_bools(Tensor& t) {
+  if (t.dtype() != DataType::kBool) return;
+  auto* b = static_cast<uint8_t*>(t.raw_data());
+  for (int64_t i = 0; i < t.numel(); ++i) b[i] = b[i] != 0;
+}
+
 // Reads `nbytes` of external data straight into `out`'s storage. Every bound is
 // checked before the tensor is allocated or the file is opened.
 Result<Tensor> read_external(const onnx::TensorProto& proto, const TensorReadLimits& limits, DataType dtype,
@@ -78,6 +86,7 @@ Result<Tensor> read_external(const onnx::TensorProto& proto, const TensorReadLim
   in.seekg(static_cast<std::streamoff>(offset));
   in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(want));
   if (!in) return io_error("could not read " + std::to_string(want) + " bytes of external data '" + location + "'");
+  normalize_bools(t);
   return t;  // ONNX external data is little-endian, as is x86
 }
 
@@ -178,6 +187,7 @@ Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& l
     }
     Tensor t(dtype, shape);
     if (nbytes) std::memcpy(t.raw_data(), raw.data(), nbytes);  // ONNX raw data is little-endian, as is x86
+    normalize_bools(t);
     return t;
   }
   if (external) return invalid_model("tensor '" + name + "': string tensors cannot use external data");

@@ -8,7 +8,7 @@
 #include <random>
 
 #include "kernel_harness.hpp"
-#include "kernels/cpu/elementwise_common.hpp"
+#include "kernels/cpu/elementwise_isa.hpp"
 
 namespace deskml {
 namespace {

@@ -51,7 +51,8 @@ std::vector<double> standardize(const std::vector<float>& x, int64_t groups, int
     const double inv = 1 / std::sqrt(v + eps);
     if (means) means->push_back(m);
     if (invs) invs->push_back(inv);
-    for (int64_t i = 0; i < len; ++i) y[static_cast<size_t>(g * len + i)] = (x[static_cast<size_t>(g * len + i)] - m) * inv;
+    for (int64_t i = 0; i < len; ++i)
+      y[static_cast<size_t>(g * len + i)] = (x[static_cast<size_t>(g * len + i)] - m) * inv;
   }
   return y;
 }
@@ -152,7 +153,8 @@ TEST(LayerNorm, AxesOutputsAndBroadcast) {
     ASSERT_EQ(out.size(), 3u);
     std::vector<double> means, invs;
     auto want = standardize(x, 24 / len, len, 1e-3, &means, &invs);
-    for (size_t i = 0; i < want.size(); ++i) want[i] = want[i] * w[i % static_cast<size_t>(len)] + b[i % static_cast<size_t>(len)];
+    for (size_t i = 0; i < want.size(); ++i)
+      want[i] = want[i] * w[i % static_cast<size_t>(len)] + b[i % static_cast<size_t>(len)];
     expect_near_all(out[0], want);
     expect_near_all(out[1], means);
     expect_near_all(out[2], invs);
@@ -189,7 +191,8 @@ TEST(LayerNorm, HalfAndDouble) {
   auto oh = run(node, {Tensor::from_vector<Float16>(xh, {2, 8}), Tensor::from_vector<Float16>(wh, {8})});
   ASSERT_EQ(oh[0].dtype(), DataType::kFloat16);
   expect_near_all(oh[0], want, 1e-2);
-  auto od = run(node, {Tensor::from_vector<double>(xd, {2, 8}), Tensor::from_vector<double>(std::vector<double>(8, 1.0), {8})});
+  auto od = run(
+      node, {Tensor::from_vector<double>(xd, {2, 8}), Tensor::from_vector<double>(std::vector<double>(8, 1.0), {8})});
   ASSERT_EQ(od[0].dtype(), DataType::kFloat64);
   expect_near_all(od[0], want, 1e-9);
 }
@@ -229,7 +232,8 @@ TEST(Lrn, MatchesReference) {
   for (int c = 0; c < 5; ++c) {
     for (int i = 0; i < 2; ++i) {
       double sq = 0;
-      for (int k = std::max(0, c - 1); k <= std::min(4, c + 1); ++k) sq += std::pow(x[static_cast<size_t>(k * 2 + i)], 2);
+      for (int k = std::max(0, c - 1); k <= std::min(4, c + 1); ++k)
+        sq += std::pow(x[static_cast<size_t>(k * 2 + i)], 2);
       want[static_cast<size_t>(c * 2 + i)] = x[static_cast<size_t>(c * 2 + i)] / std::pow(2 + 0.1 / 3 * sq, 0.5);
     }
   }

@@ -384,6 +384,23 @@ TEST(OnnxLoader, TypedFieldsLoadWithTheRightValues) {
   EXPECT_EQ(w.data<int8_t>()[2], 127);
 }
 
+TEST(OnnxLoader, BoolRawBytesAreNormalised) {
+  // Any byte other than 0/1 read through a bool is undefined behaviour (found by the fuzzer).
+  auto m = identity_model();
+  auto* t = m.mutable_graph()->add_initializer();
+  t->set_name("b");
+  t->set_data_type(onnx::TensorProto::BOOL);
+  t->add_dims(4);
+  t->set_raw_data(std::string("\x00\x07\xaf\x01", 4));
+  auto r = load(m);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const auto* bytes = static_cast<const uint8_t*>(r->graph.initializers.at("b").raw_data());
+  EXPECT_EQ(bytes[0], 0);
+  EXPECT_EQ(bytes[1], 1);
+  EXPECT_EQ(bytes[2], 1);
+  EXPECT_EQ(bytes[3], 1);
+}
+
 // ---------------------------------------------------------------------------
 // Graphs that are not DAGs, or not closed
 

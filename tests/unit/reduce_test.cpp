@@ -68,7 +68,8 @@ std::vector<double> naive_reduce(const std::vector<float>& x, const Shape& shape
     acc[static_cast<size_t>(o)] = step(acc[static_cast<size_t>(o)], x[static_cast<size_t>(i)]);
     ++cnt[static_cast<size_t>(o)];
   }
-  for (int64_t o = 0; o < out_n; ++o) acc[static_cast<size_t>(o)] = finish(acc[static_cast<size_t>(o)], cnt[static_cast<size_t>(o)]);
+  for (int64_t o = 0; o < out_n; ++o)
+    acc[static_cast<size_t>(o)] = finish(acc[static_cast<size_t>(o)], cnt[static_cast<size_t>(o)]);
   return acc;
 }
 
@@ -117,13 +118,16 @@ TEST(Reduce, AllOpsAllAxisPatternsMatchNaive) {
         expect_near_all(y, want);
         Shape want_shape;
         for (size_t i = 0; i < shape.size(); ++i) {
-          if (!mask[i]) want_shape.push_back(shape[i]);
-          else if (keep) want_shape.push_back(1);
+          if (!mask[i])
+            want_shape.push_back(shape[i]);
+          else if (keep)
+            want_shape.push_back(1);
         }
         EXPECT_EQ(y.shape(), want_shape);
         // Input form (opset 18; 13 for ReduceSum).
         auto node2 = make_node(op.op, 2, 1, is_sum ? 13 : 18, {{"keepdims", int64_t{keep}}});
-        Tensor y2 = run1(node2, {f32(xs, shape), axes.empty() ? Tensor() : i64(axes, {static_cast<int64_t>(axes.size())})});
+        Tensor y2 =
+            run1(node2, {f32(xs, shape), axes.empty() ? Tensor() : i64(axes, {static_cast<int64_t>(axes.size())})});
         expect_near_all(y2, want);
       }
     }
@@ -139,7 +143,8 @@ TEST(Reduce, ParallelMatchesSerial) {
       Tensor a = run1(node, {f32(xs, shape)}, 1);
       Tensor b = run1(node, {f32(xs, shape)}, 4);
       ASSERT_EQ(a.shape(), b.shape());
-      for (int64_t i = 0; i < a.numel(); ++i) EXPECT_NEAR(a.float_at(i), b.float_at(i), 1e-4 * (1 + std::abs(a.float_at(i))));
+      for (int64_t i = 0; i < a.numel(); ++i)
+        EXPECT_NEAR(a.float_at(i), b.float_at(i), 1e-4 * (1 + std::abs(a.float_at(i))));
       std::vector<bool> mask(3, false);
       for (int64_t ax : axes) mask[static_cast<size_t>(ax)] = true;
       for (const auto& r : ref_ops()) {
@@ -279,7 +284,8 @@ TEST(ArgMax, LongRowsMatchNaive) {
   const Tensor t = f32(x, {3, 100});
   for (const char* op : {"ArgMax", "ArgMin"}) {
     for (int64_t last : {0, 1}) {
-      auto node = make_node(op, 1, 1, 13, {{"axis", int64_t{1}}, {"keepdims", int64_t{0}}, {"select_last_index", last}});
+      auto node =
+          make_node(op, 1, 1, 13, {{"axis", int64_t{1}}, {"keepdims", int64_t{0}}, {"select_last_index", last}});
       const auto got = run1(node, {t}, 2).to_int64_vector();
       ASSERT_EQ(got.size(), 3u);
       for (size_t r = 0; r < 3; ++r) {

@@ -110,8 +110,9 @@ Status gelu_kernel(KernelContext& ctx) {
     return activation(ctx, 12, [](auto v) {
       using C = decltype(v);
       const C x = vmax(v, C(sizeof(C) == 4 ? -10 : -40));
-      const C inner = C(0.79788456080286535588) * (x + C(0.044715) * x * x * x);
-      return C(0.5) * x * (C(1) + fast_tanh(inner));
+      // 0.5 * (1 + tanh(u)) == sigmoid(2u), which keeps its relative accuracy far left.
+      const C inner = C(2 * 0.79788456080286535588) * (x + C(0.044715) * x * x * x);
+      return x * fast_sigmoid(inner);
     });
   }
   return ctx.error("approximate must be 'none' or 'tanh', got '" + approximate + "'");

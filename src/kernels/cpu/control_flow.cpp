@@ -190,11 +190,74 @@ Status scan_kernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// Scan before opset 9: a leading optional sequence_lens input, every input has a
+// batch axis 0 and scans run along axis 1, one batch item at a time.
+Status scan8_kernel(KernelContext& ctx) {
+  const graph::GraphPtr body = ctx.node().attr_graph("body");
+  if (!body) return ctx.error("missing body");
+  const int64_t num_scan_inputs = ctx.node().attr_int("num_scan_inputs", -1);
+  const int64_t total_inputs = static_cast<int64_t>(ctx.num_inputs()) - 1;
+  if (num_scan_inputs < 1 || num_scan_inputs > total_inputs) return ctx.error("bad num_scan_inputs");
+  const int64_t num_state = total_inputs - num_scan_inputs;
+  const int64_t num_scan_outputs = static_cast<int64_t>(ctx.num_outputs()) - num_state;
+  if (num_scan_outputs < 0) return ctx.error("fewer outputs than state variables");
+  const auto dirs =
+      ctx.node().attr_ints("directions", std::vector<int64_t>(static_cast<size_t>(num_scan_inputs), 0));
+  if (static_cast<int64_t>(dirs.size()) != num_scan_inputs) return ctx.error("directions has the wrong length");
+  std::vector<const Tensor*> inputs;
+  for (int64_t i = 0; i < total_inputs; ++i) {
+    const Tensor& t = ctx.required_input(static_cast<size_t>(1 + i));
+    if (t.rank() < (i < num_state ? 1 : 2)) return ctx.error("inputs need a batch axis (and a sequence axis)");
+    inputs.push_back(&t);
+  }
+  const int64_t batch = inputs[0]->dim(0);
+  const int64_t seq = inputs[static_cast<size_t>(num_state)]->dim(1);
+  for (const Tensor* t : inputs) {
+    if (t->dim(0) != batch) return ctx.error("inputs disagree on the batch size");
+  }
+  if (const Tensor* lens = ctx.input(0)) {
+    for (int64_t b = 0; b < lens->numel(); ++b) {
+      if (lens->int_at(b) != seq) return unsupported(ctx.node().label() + ": ragged sequence_lens are not supported");
+    }
+  }
+  std::vector<std::vector<Tensor>> final_state(static_cast<size_t>(num_state));
+  std::vector<std::vector<Tensor>> scan_out(static_cast<size_t>(num_scan_outputs));
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<Value> state;
+    for (int64_t i = 0; i < num_state; ++i) state.push_back(Value::from_tensor(slice_along(*inputs[static_cast<size_t>(i)], 0, b)));
+    std::vector<Tensor> sequences;
+    for (int64_t i = 0; i < num_scan_inputs; ++i) sequences.push_back(slice_along(*inputs[static_cast<size_t>(num_state + i)], 0, b));
+    std::vector<std::vector<Tensor>> steps(static_cast<size_t>(num_scan_outputs));
+    for (int64_t t = 0; t < seq; ++t) {
+      std::vector<Value> body_in = state;
+      for (int64_t i = 0; i < num_scan_inputs; ++i) {
+        const int64_t idx = dirs[static_cast<size_t>(i)] ? seq - 1 - t : t;
+        body_in.push_back(Value::from_tensor(slice_along(sequences[static_cast<size_t>(i)], 0, idx)));
+      }
+      DESKML_ASSIGN_OR_RETURN(std::vector<Value> out, ctx.subgraphs()->run("body", std::move(body_in)));
+      if (static_cast<int64_t>(out.size()) != num_state + num_scan_outputs) return ctx.error("body output count mismatch");
+      for (int64_t i = 0; i < num_state; ++i) state[static_cast<size_t>(i)] = std::move(out[static_cast<size_t>(i)]);
+      for (int64_t i = 0; i < num_scan_outputs; ++i) steps[static_cast<size_t>(i)].push_back(out[static_cast<size_t>(num_state + i)].tensor);
+    }
+    for (int64_t i = 0; i < num_state; ++i) final_state[static_cast<size_t>(i)].push_back(state[static_cast<size_t>(i)].tensor);
+    for (int64_t i = 0; i < num_scan_outputs; ++i) {
+      if (steps[static_cast<size_t>(i)].empty()) return ctx.error("scan over zero steps is not supported");
+      scan_out[static_cast<size_t>(i)].push_back(stack(steps[static_cast<size_t>(i)], 0, ctx.node().label()));
+    }
+  }
+  for (int64_t i = 0; i < num_state; ++i) ctx.set_output(static_cast<size_t>(i), stack(final_state[static_cast<size_t>(i)], 0, ctx.node().label()));
+  for (int64_t i = 0; i < num_scan_outputs; ++i) {
+    ctx.set_output(static_cast<size_t>(num_state + i), stack(scan_out[static_cast<size_t>(i)], 0, ctx.node().label()));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void register_control_flow_kernels(KernelRegistry& r) {
   r.add("If", 1, INT_MAX, {DataType::kBool}, if_kernel);
   r.add("Loop", 1, INT_MAX, types::kAll, loop_kernel);
+  r.add("Scan", 8, 8, types::kAll, scan8_kernel);
   r.add("Scan", 9, INT_MAX, types::kAll, scan_kernel);
 }
 

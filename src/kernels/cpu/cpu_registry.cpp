@@ -24,6 +24,7 @@ const KernelRegistry& cpu_registry() {
     register_control_flow_kernels(r);
     register_sequence_kernels(r);
     register_string_kernels(r);
+    register_linalg_kernels(r);
     return r;
   }();
   return registry;

@@ -27,5 +27,6 @@ void register_signal_kernels(KernelRegistry& r);
 void register_control_flow_kernels(KernelRegistry& r);
 void register_sequence_kernels(KernelRegistry& r);
 void register_string_kernels(KernelRegistry& r);
+void register_linalg_kernels(KernelRegistry& r);
 
 }  // namespace deskml::kernels::cpu

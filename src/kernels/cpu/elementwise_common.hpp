@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -17,8 +16,10 @@
 
 #include "core/tensor.hpp"
 #include "kernels/cpu/common.hpp"
+#include "kernels/cpu/elementwise_isa.hpp"
 
 #if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -95,23 +96,15 @@ decltype(auto) dispatch_numbers(DataType t, std::string_view what, Fn&& fn) {
 // compiled a second time for AVX2+FMA and picked at run time. run_best(body)
 // runs `body` (a lambda holding the loop) through a copy of itself built for
 // the best instruction set here; `flatten` inlines everything the loop calls,
-// so the whole loop, math included, is vectorized for that instruction set.
+// so the whole loop, math included, is vectorized for that instruction set
+// (it also gets past GCC's inline-unit-growth limit, which in these large files
+// otherwise leaves fast_exp and friends as calls and the loops scalar).
 
-// Tests pin the baseline code path with this, to check it as well as the AVX2 one.
-inline std::atomic<bool>& force_baseline_isa() {
-  static std::atomic<bool> force{false};
-  return force;
-}
-
-#if defined(__GNUC__) && defined(__x86_64__)
-inline bool has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes && !force_baseline_isa().load(std::memory_order_relaxed);
-}
 template <typename Body>
 [[gnu::flatten, gnu::noinline]] void run_default(const Body& body) {
   body();
 }
+#if defined(__GNUC__) && defined(__x86_64__)
 template <typename Body>
 [[gnu::flatten, gnu::noinline, gnu::target("avx2,fma")]] void run_avx2(const Body& body) {
   body();
@@ -127,7 +120,7 @@ inline void run_best(const Body& body) {
 #else
 template <typename Body>
 inline void run_best(const Body& body) {
-  body();
+  run_default(body);
 }
 #endif
 
@@ -136,7 +129,11 @@ inline void run_best(const Body& body) {
 
 #if defined(__GNUC__) && defined(__x86_64__)
 inline bool has_f16c() {
-  static const bool yes = __builtin_cpu_supports("f16c");
+  // CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c").
+  static const bool yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 29)) != 0;
+  }();
   return yes && has_avx2_fma();
 }
 [[gnu::target("avx2,fma,f16c")]] inline void half_to_float_f16c(const Float16* x, float* y, int64_t n) {
@@ -420,7 +417,9 @@ inline float fast_exp(float x) {
   // 2^n in two factors so that n in [-151, 128] stays within normal exponents.
   const int32_t n1 = n >> 1;
   const int32_t n2 = n - n1;
-  y = y * std::bit_cast<float>((n1 + 127) << 23) * std::bit_cast<float>((n2 + 127) << 23);
+  // (Unsigned shifts: a NaN input gives a garbage n here, and its result is replaced below.)
+  y = y * std::bit_cast<float>(static_cast<uint32_t>(n1 + 127) << 23) *
+      std::bit_cast<float>(static_cast<uint32_t>(n2 + 127) << 23);
   y = select(x > 88.72283935546875f, std::numeric_limits<float>::infinity(), y);
   return select(x != x, x, y);
 }
@@ -511,20 +510,26 @@ inline double fast_log1p(double u) { return std::log1p(u); }
 inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 inline double fast_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// tanh as an odd rational function on [-9, 9] (the fit Eigen and MLAS use): one
+// division, and no cancellation near 0. Past 9.02 tanh rounds to +-1 in float.
 inline float fast_tanh(float x) {
-  const float ax = std::abs(x);
-  // Small |x|: odd polynomial (Cephes tanhf); elsewhere 1 - 2 / (exp(2|x|) + 1).
-  const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  const float e = fast_exp(2.0f * vmin(ax, 10.0f));  // tanh(10) rounds to 1
-  const float big = std::copysign(1.0f - 2.0f / (e + 1.0f), x);
-  const float y = select(ax < 0.625f, small, big);
-  return select(x != x, x, y);
+  const float xc = vmin(vmax(x, -9.0f), 9.0f);
+  const float x2 = xc * xc;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 - 8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * xc;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  const float y = vmin(vmax(p / q, -1.0f), 1.0f);
+  const float y2 = select(std::abs(x) >= 9.02f, std::copysign(1.0f, x), y);
+  return select(x != x, x, y2);
 }
 
 inline double fast_tanh(double x) { return std::tanh(x); }

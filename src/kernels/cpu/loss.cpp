@@ -127,11 +127,20 @@ Status nll_kernel(KernelContext& ctx) {
     }
   };
   switch (x.dtype()) {
-    case DataType::kFloat32: run(float{}); break;
-    case DataType::kFloat64: run(double{}); break;
-    case DataType::kFloat16: run(Float16{}); break;
-    case DataType::kBFloat16: run(BFloat16{}); break;
-    default: return ctx.error("unsupported data type " + std::string(dtype_name(x.dtype())));
+    case DataType::kFloat32:
+      run(float{});
+      break;
+    case DataType::kFloat64:
+      run(double{});
+      break;
+    case DataType::kFloat16:
+      run(Float16{});
+      break;
+    case DataType::kBFloat16:
+      run(BFloat16{});
+      break;
+    default:
+      return ctx.error("unsupported data type " + std::string(dtype_name(x.dtype())));
   }
   return Status::Ok();
 }
@@ -185,11 +194,20 @@ Status sce_kernel(KernelContext& ctx) {
     }
   };
   switch (x.dtype()) {
-    case DataType::kFloat32: run(float{}); break;
-    case DataType::kFloat64: run(double{}); break;
-    case DataType::kFloat16: run(Float16{}); break;
-    case DataType::kBFloat16: run(BFloat16{}); break;
-    default: return ctx.error("unsupported data type " + std::string(dtype_name(x.dtype())));
+    case DataType::kFloat32:
+      run(float{});
+      break;
+    case DataType::kFloat64:
+      run(double{});
+      break;
+    case DataType::kFloat16:
+      run(Float16{});
+      break;
+    case DataType::kBFloat16:
+      run(BFloat16{});
+      break;
+    default:
+      return ctx.error("unsupported data type " + std::string(dtype_name(x.dtype())));
   }
   return Status::Ok();
 }

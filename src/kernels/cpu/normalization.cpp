@@ -25,11 +25,20 @@ using norm::CompOf;
 template <typename Fn>
 Status dispatch_floats(KernelContext& ctx, DataType dt, Fn&& fn) {
   switch (dt) {
-    case DataType::kFloat32: fn(float{}); return Status::Ok();
-    case DataType::kFloat64: fn(double{}); return Status::Ok();
-    case DataType::kFloat16: fn(Float16{}); return Status::Ok();
-    case DataType::kBFloat16: fn(BFloat16{}); return Status::Ok();
-    default: return ctx.error("unsupported data type " + std::string(dtype_name(dt)));
+    case DataType::kFloat32:
+      fn(float{});
+      return Status::Ok();
+    case DataType::kFloat64:
+      fn(double{});
+      return Status::Ok();
+    case DataType::kFloat16:
+      fn(Float16{});
+      return Status::Ok();
+    case DataType::kBFloat16:
+      fn(BFloat16{});
+      return Status::Ok();
+    default:
+      return ctx.error("unsupported data type " + std::string(dtype_name(dt)));
   }
 }
 
@@ -70,7 +79,8 @@ void channel_moments(const T* x, int64_t n, int64_t channels, int64_t plane, std
     std::vector<C> buf;
     for (int64_t c = lo; c < hi; ++c) {
       double s = 0.0;
-      for (int64_t i = 0; i < n; ++i) s += norm::sum_run(norm::as_comp<C>(x + (i * channels + c) * plane, plane, buf), plane);
+      for (int64_t i = 0; i < n; ++i)
+        s += norm::sum_run(norm::as_comp<C>(x + (i * channels + c) * plane, plane, buf), plane);
       const double m = s / count;
       double q = 0.0;
       for (int64_t i = 0; i < n; ++i) {
@@ -197,8 +207,9 @@ Status instancenorm_kernel(KernelContext& ctx) {
   if (x.numel() == 0) return Status::Ok();
   return dispatch_floats(ctx, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    block_normalize<T>(x.data<T>(), y.data<T>(), n * channels, 1, plane, eps, s, b,
-                       [channels](int64_t k, int64_t) { return k % channels; }, ctx.threads());
+    block_normalize<T>(
+        x.data<T>(), y.data<T>(), n * channels, 1, plane, eps, s, b,
+        [channels](int64_t k, int64_t) { return k % channels; }, ctx.threads());
   });
 }
 
@@ -232,11 +243,13 @@ Status groupnorm_kernel(KernelContext& ctx) {
   return dispatch_floats(ctx, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (per_group) {
-      block_normalize<T>(x.data<T>(), y.data<T>(), n * groups, cpg, plane, eps, s, b,
-                         [groups](int64_t k, int64_t) { return k % groups; }, ctx.threads());
+      block_normalize<T>(
+          x.data<T>(), y.data<T>(), n * groups, cpg, plane, eps, s, b,
+          [groups](int64_t k, int64_t) { return k % groups; }, ctx.threads());
     } else {
-      block_normalize<T>(x.data<T>(), y.data<T>(), n * groups, cpg, plane, eps, s, b,
-                         [groups, cpg](int64_t k, int64_t j) { return (k % groups) * cpg + j; }, ctx.threads());
+      block_normalize<T>(
+          x.data<T>(), y.data<T>(), n * groups, cpg, plane, eps, s, b,
+          [groups, cpg](int64_t k, int64_t j) { return (k % groups) * cpg + j; }, ctx.threads());
     }
   });
 }
@@ -315,11 +328,20 @@ Status layernorm_kernel(KernelContext& ctx) {
   const double eps = node.attr_float("epsilon", 1e-5f);
   DataType stash = DataType::kFloat32;
   switch (node.attr_int("stash_type", 1)) {
-    case 1: stash = DataType::kFloat32; break;
-    case 10: stash = DataType::kFloat16; break;
-    case 11: stash = DataType::kFloat64; break;
-    case 16: stash = DataType::kBFloat16; break;
-    default: return ctx.error("unsupported stash_type " + std::to_string(node.attr_int("stash_type", 1)));
+    case 1:
+      stash = DataType::kFloat32;
+      break;
+    case 10:
+      stash = DataType::kFloat16;
+      break;
+    case 11:
+      stash = DataType::kFloat64;
+      break;
+    case 16:
+      stash = DataType::kBFloat16;
+      break;
+    default:
+      return ctx.error("unsupported stash_type " + std::to_string(node.attr_int("stash_type", 1)));
   }
   std::vector<double> w, b;
   DESKML_RETURN_IF_ERROR(expand_affine(ctx, scale, ns, len, w));
@@ -334,8 +356,8 @@ Status layernorm_kernel(KernelContext& ctx) {
   DESKML_RETURN_IF_ERROR(dispatch_floats(ctx, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (len > 0) {
-      layernorm_rows<T>(x.data<T>(), y.data<T>(), rows, len, eps, w, bias ? &b : nullptr,
-                        want_mean ? &mean_v : nullptr, want_inv ? &inv_v : nullptr, ctx.threads());
+      layernorm_rows<T>(x.data<T>(), y.data<T>(), rows, len, eps, w, bias ? &b : nullptr, want_mean ? &mean_v : nullptr,
+                        want_inv ? &inv_v : nullptr, ctx.threads());
     }
   }));
   if (want_mean) norm::write_doubles(ctx, 1, stash, stat_shape, mean_v);

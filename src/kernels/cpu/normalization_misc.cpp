@@ -18,11 +18,20 @@ using norm::CompOf;
 template <typename Fn>
 Status dispatch_floats(KernelContext& ctx, DataType dt, Fn&& fn) {
   switch (dt) {
-    case DataType::kFloat32: fn(float{}); return Status::Ok();
-    case DataType::kFloat64: fn(double{}); return Status::Ok();
-    case DataType::kFloat16: fn(Float16{}); return Status::Ok();
-    case DataType::kBFloat16: fn(BFloat16{}); return Status::Ok();
-    default: return ctx.error("unsupported data type " + std::string(dtype_name(dt)));
+    case DataType::kFloat32:
+      fn(float{});
+      return Status::Ok();
+    case DataType::kFloat64:
+      fn(double{});
+      return Status::Ok();
+    case DataType::kFloat16:
+      fn(Float16{});
+      return Status::Ok();
+    case DataType::kBFloat16:
+      fn(BFloat16{});
+      return Status::Ok();
+    default:
+      return ctx.error("unsupported data type " + std::string(dtype_name(dt)));
   }
 }
 
@@ -101,7 +110,8 @@ Status mvn_kernel(KernelContext& ctx) {
   std::vector<char> mask(static_cast<size_t>(rank), 0);
   for (int64_t a : axes) {
     auto ax = normalize_axis(a, rank);
-    if (!ax.ok() || rank == 0) return ctx.error("axis " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
+    if (!ax.ok() || rank == 0)
+      return ctx.error("axis " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
     if (mask[static_cast<size_t>(*ax)]) return ctx.error("axis " + std::to_string(a) + " is listed twice");
     mask[static_cast<size_t>(*ax)] = 1;
   }

@@ -102,6 +102,8 @@ PoolGeometry PoolGeometry::as_3d() const {
 
 namespace {
 
+enum class PoolKind { kMax, kAverage, kLp };
+
 // For one axis and each output position: the valid kernel taps [lo, hi) and
 // the input coordinate of tap 0 (window start), plus the count of taps inside
 // the padded extent (for count_include_pad).
@@ -129,86 +131,169 @@ AxisWindows axis_windows(int64_t in, int64_t out, int64_t k, int64_t s, int64_t 
   return w;
 }
 
-enum class PoolKind { kMax, kAverage, kLp };
-
 template <typename T>
 using ComputeOf =
     std::conditional_t<std::is_same_v<T, double>, double, std::conditional_t<std::is_integral_v<T>, T, float>>;
 
+struct Windows3 {
+  AxisWindows d, h, w;
+  explicit Windows3(const PoolGeometry& g)
+      : d(axis_windows(g.in[0], g.out[0], g.kernel[0], g.strides[0], g.dilations[0], g.pad_begin[0], g.pad_end[0])),
+        h(axis_windows(g.in[1], g.out[1], g.kernel[1], g.strides[1], g.dilations[1], g.pad_begin[1], g.pad_end[1])),
+        w(axis_windows(g.in[2], g.out[2], g.kernel[2], g.strides[2], g.dilations[2], g.pad_begin[2], g.pad_end[2])) {}
+};
+
+// MaxPool with the Indices output: one window at a time, tracking the argmax.
 template <typename T>
-void pool_loops(const PoolGeometry& g3, const PoolAttrs& attrs, PoolKind kind, double p, const T* x, T* y,
-                int64_t* indices, int threads) {
+void max_pool_with_indices(const PoolGeometry& g3, bool column_major, const T* x, T* y, int64_t* indices, int threads) {
   using C = ComputeOf<T>;
-  const AxisWindows wd =
-      axis_windows(g3.in[0], g3.out[0], g3.kernel[0], g3.strides[0], g3.dilations[0], g3.pad_begin[0], g3.pad_end[0]);
-  const AxisWindows wh =
-      axis_windows(g3.in[1], g3.out[1], g3.kernel[1], g3.strides[1], g3.dilations[1], g3.pad_begin[1], g3.pad_end[1]);
-  const AxisWindows ww =
-      axis_windows(g3.in[2], g3.out[2], g3.kernel[2], g3.strides[2], g3.dilations[2], g3.pad_begin[2], g3.pad_end[2]);
+  const Windows3 win(g3);
   const int64_t ih = g3.in[1], iw = g3.in[2], id = g3.in[0];
   const int64_t in_plane = id * ih * iw, out_plane = g3.out[0] * g3.out[1] * g3.out[2];
   const int64_t dd = g3.dilations[0], dh = g3.dilations[1], dw = g3.dilations[2];
   const int64_t window = g3.kernel[0] * g3.kernel[1] * g3.kernel[2];
-  const bool column_major = attrs.storage_order != 0;
   parallel_for(g3.batch * g3.channels, threads, out_plane * window, [&](int64_t lo, int64_t hi) {
     for (int64_t plane = lo; plane < hi; ++plane) {
       const T* xp = x + plane * in_plane;
-      T* yp = y + plane * out_plane;
-      int64_t* ip = indices ? indices + plane * out_plane : nullptr;
-      int64_t o = 0;
+      int64_t o = plane * out_plane;
       for (int64_t a = 0; a < g3.out[0]; ++a) {
         for (int64_t b = 0; b < g3.out[1]; ++b) {
           for (int64_t c = 0; c < g3.out[2]; ++c, ++o) {
-            if (kind == PoolKind::kMax) {
-              C best = std::numeric_limits<C>::lowest();
-              int64_t best_at = -1;
-              for (int64_t kd = wd.lo[a]; kd < wd.hi[a]; ++kd) {
-                const int64_t zd = wd.start[a] + kd * dd;
-                for (int64_t kh = wh.lo[b]; kh < wh.hi[b]; ++kh) {
-                  const int64_t zh = wh.start[b] + kh * dh;
-                  const T* row = xp + (zd * ih + zh) * iw;
-                  for (int64_t kw = ww.lo[c]; kw < ww.hi[c]; ++kw) {
-                    const int64_t zw = ww.start[c] + kw * dw;
-                    const C v = static_cast<C>(row[zw]);
-                    if (v > best || best_at < 0) {
-                      best = v;
-                      best_at = column_major ? (zw * ih + zh) * id + zd : (zd * ih + zh) * iw + zw;
-                    }
+            C best = std::numeric_limits<C>::lowest();
+            int64_t best_at = -1;
+            for (int64_t kd = win.d.lo[a]; kd < win.d.hi[a]; ++kd) {
+              const int64_t zd = win.d.start[a] + kd * dd;
+              for (int64_t kh = win.h.lo[b]; kh < win.h.hi[b]; ++kh) {
+                const int64_t zh = win.h.start[b] + kh * dh;
+                const T* row = xp + (zd * ih + zh) * iw;
+                for (int64_t kw = win.w.lo[c]; kw < win.w.hi[c]; ++kw) {
+                  const int64_t zw = win.w.start[c] + kw * dw;
+                  const C v = static_cast<C>(row[zw]);
+                  if (v > best || best_at < 0) {
+                    best = v;
+                    best_at = column_major ? (zw * ih + zh) * id + zd : (zd * ih + zh) * iw + zw;
                   }
                 }
               }
-              yp[o] = static_cast<T>(best);
-              if (ip) ip[o] = best_at < 0 ? -1 : plane * in_plane + best_at;
-              continue;
             }
-            C sum = 0;
-            int64_t count = 0;
-            for (int64_t kd = wd.lo[a]; kd < wd.hi[a]; ++kd) {
-              const int64_t zd = wd.start[a] + kd * dd;
-              for (int64_t kh = wh.lo[b]; kh < wh.hi[b]; ++kh) {
-                const T* row = xp + (zd * ih + wh.start[b] + kh * dh) * iw;
-                for (int64_t kw = ww.lo[c]; kw < ww.hi[c]; ++kw) {
-                  const C v = static_cast<C>(row[ww.start[c] + kw * dw]);
-                  if (kind == PoolKind::kAverage) {
-                    sum += v;
-                  } else if (p == 2.0) {
-                    sum += v * v;
+            y[o] = static_cast<T>(best);
+            indices[o] = best_at < 0 ? -1 : plane * in_plane + best_at;
+          }
+        }
+      }
+    }
+  });
+}
+
+// Max/average/Lp pooling one output row at a time, tap-major: for each valid
+// (kd, kh) input row and each kernel column, a strided sweep over the output
+// columns that tap reaches. No per-element bounds checks in the inner loop.
+template <PoolKind kKind, typename T>
+void pool_rows(const PoolGeometry& g3, bool count_include_pad, double p, const T* x, T* y, int threads) {
+  using C = ComputeOf<T>;
+  const Windows3 win(g3);
+  const int64_t ih = g3.in[1], iw = g3.in[2], id = g3.in[0], ow = g3.out[2];
+  const int64_t in_plane = id * ih * iw, out_plane = g3.out[0] * g3.out[1] * ow;
+  const int64_t dd = g3.dilations[0], dh = g3.dilations[1], sw = g3.strides[2];
+  std::vector<int64_t> col_off, col_lo, col_hi;  // per kernel column
+  for (int64_t kw = 0; kw < g3.kernel[2]; ++kw) {
+    const int64_t off = kw * g3.dilations[2] - g3.pad_begin[2];
+    // output columns o with 0 <= o * sw + off < iw
+    const int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    const int64_t hi = off >= iw ? 0 : (iw - 1 - off) / sw + 1;
+    col_off.push_back(off);
+    col_lo.push_back(std::min(lo, ow));
+    col_hi.push_back(std::max(std::min(hi, ow), std::min(lo, ow)));
+  }
+  const C init = kKind == PoolKind::kMax ? std::numeric_limits<C>::lowest() : C(0);
+  const C pc = static_cast<C>(p), inv_p = static_cast<C>(1.0 / p);
+  const int64_t window = g3.kernel[0] * g3.kernel[1] * g3.kernel[2];
+  parallel_for(g3.batch * g3.channels, threads, out_plane * window, [&](int64_t lo, int64_t hi) {
+    std::vector<C> acc(static_cast<size_t>(ow));
+    C* ap = acc.data();
+    for (int64_t plane = lo; plane < hi; ++plane) {
+      const T* xp = x + plane * in_plane;
+      T* yrow = y + plane * out_plane;
+      for (int64_t a = 0; a < g3.out[0]; ++a) {
+        for (int64_t b = 0; b < g3.out[1]; ++b, yrow += ow) {
+          std::fill(ap, ap + ow, init);
+          for (int64_t kd = win.d.lo[a]; kd < win.d.hi[a]; ++kd) {
+            const int64_t zd = win.d.start[a] + kd * dd;
+            for (int64_t kh = win.h.lo[b]; kh < win.h.hi[b]; ++kh) {
+              const T* row = xp + (zd * ih + win.h.start[b] + kh * dh) * iw;
+              for (size_t k = 0; k < col_off.size(); ++k) {
+                const T* r = row + col_off[k];
+                for (int64_t o = col_lo[k]; o < col_hi[k]; ++o) {
+                  const C v = static_cast<C>(r[o * sw]);
+                  if constexpr (kKind == PoolKind::kMax) {
+                    ap[o] = std::max(ap[o], v);
+                  } else if constexpr (kKind == PoolKind::kAverage) {
+                    ap[o] += v;
                   } else {
-                    sum += static_cast<C>(std::pow(std::abs(v), static_cast<C>(p)));
+                    ap[o] += pc == C(2) ? v * v : pc == C(1) ? std::abs(v) : std::pow(std::abs(v), pc);
                   }
                 }
-                count += ww.hi[c] - ww.lo[c];
               }
             }
-            if (kind == PoolKind::kAverage) {
+          }
+          const int64_t rows = (win.d.hi[a] - win.d.lo[a]) * (win.h.hi[b] - win.h.lo[b]);
+          const int64_t padded_rows = win.d.padded_count[a] * win.h.padded_count[b];
+          for (int64_t c = 0; c < ow; ++c) {
+            if constexpr (kKind == PoolKind::kMax) {
+              yrow[c] = static_cast<T>(ap[c]);
+            } else if constexpr (kKind == PoolKind::kAverage) {
               const int64_t divisor =
-                  attrs.count_include_pad ? wd.padded_count[a] * wh.padded_count[b] * ww.padded_count[c] : count;
-              yp[o] = static_cast<T>(divisor > 0 ? sum / static_cast<C>(divisor) : C(0));
+                  count_include_pad ? padded_rows * win.w.padded_count[c] : rows * (win.w.hi[c] - win.w.lo[c]);
+              yrow[c] = static_cast<T>(divisor > 0 ? ap[c] / static_cast<C>(divisor) : C(0));
             } else {
-              yp[o] = static_cast<T>(std::pow(sum, static_cast<C>(1.0 / p)));
+              yrow[c] = static_cast<T>(pc == C(2) ? std::sqrt(ap[c]) : std::pow(ap[c], inv_p));
             }
           }
         }
+      }
+    }
+  });
+}
+
+template <typename T>
+void pool_loops(const PoolGeometry& g3, const PoolAttrs& attrs, PoolKind kind, double p, const T* x, T* y,
+                int64_t* indices, int threads) {
+  if (indices) {
+    max_pool_with_indices<T>(g3, attrs.storage_order != 0, x, y, indices, threads);
+  } else if (kind == PoolKind::kMax) {
+    pool_rows<PoolKind::kMax, T>(g3, false, p, x, y, threads);
+  } else if constexpr (!std::is_integral_v<T>) {
+    if (kind == PoolKind::kAverage) {
+      pool_rows<PoolKind::kAverage, T>(g3, attrs.count_include_pad, p, x, y, threads);
+    } else {
+      pool_rows<PoolKind::kLp, T>(g3, false, p, x, y, threads);
+    }
+  }
+}
+
+// Global pools reduce each contiguous (n, c) plane.
+template <typename T>
+void global_pool(PoolKind kind, double p, const T* x, T* y, int64_t planes, int64_t plane, int threads) {
+  using C = ComputeOf<T>;
+  const C pc = static_cast<C>(p);
+  parallel_for(planes, threads, plane, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T* xp = x + i * plane;
+      if (kind == PoolKind::kMax) {
+        C best = std::numeric_limits<C>::lowest();
+        for (int64_t j = 0; j < plane; ++j) best = std::max(best, static_cast<C>(xp[j]));
+        y[i] = static_cast<T>(best);
+      } else if (kind == PoolKind::kAverage) {
+        C sum = 0;
+        for (int64_t j = 0; j < plane; ++j) sum += static_cast<C>(xp[j]);
+        y[i] = static_cast<T>(plane > 0 ? sum / static_cast<C>(plane) : C(0));
+      } else {
+        C sum = 0;
+        for (int64_t j = 0; j < plane; ++j) {
+          const C v = std::abs(static_cast<C>(xp[j]));
+          sum += pc == C(2) ? v * v : std::pow(v, pc);
+        }
+        y[i] = static_cast<T>(std::pow(sum, static_cast<C>(1.0 / p)));
       }
     }
   });
@@ -250,7 +335,11 @@ class PoolKernel final : public Kernel {
     if (y.numel() == 0) return Status::Ok();
     auto run = [&](auto tag) {
       using T = decltype(tag);
-      pool_loops<T>(g3, attrs, kind_, p_, x.data<T>(), y.data<T>(), indices, ctx.threads());
+      if (global_) {
+        global_pool<T>(kind_, p_, x.data<T>(), y.data<T>(), g.batch * g.channels, shape_numel(g.in), ctx.threads());
+      } else {
+        pool_loops<T>(g3, attrs, kind_, p_, x.data<T>(), y.data<T>(), indices, ctx.threads());
+      }
     };
     switch (x.dtype()) {
       case DataType::kFloat32:

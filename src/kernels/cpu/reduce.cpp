@@ -10,7 +10,6 @@
 // vectorizes across the kept dim).
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -26,8 +25,8 @@ namespace {
 enum class RK { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kLogSum, kLogSumExp, kSumSquare };
 
 template <typename T>
-inline constexpr bool kFloatLike = std::is_floating_point_v<T> || std::is_same_v<T, Float16> ||
-                                   std::is_same_v<T, BFloat16>;
+inline constexpr bool kFloatLike =
+    std::is_floating_point_v<T> || std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
 
 // The accumulator type for reduction K over storage type T.
 template <RK K, typename T>
@@ -423,29 +422,59 @@ Status reduce_kernel(KernelContext& ctx, RK kind, bool axes_from_input) {
     using T = decltype(tag);
     const int th = ctx.threads();
     switch (kind) {
-      case RK::kSum: return reduce_typed<RK::kSum, T>(x, y, l, th);
-      case RK::kMean: return reduce_typed<RK::kMean, T>(x, y, l, th);
-      case RK::kMax: return reduce_typed<RK::kMax, T>(x, y, l, th);
-      case RK::kMin: return reduce_typed<RK::kMin, T>(x, y, l, th);
-      case RK::kProd: return reduce_typed<RK::kProd, T>(x, y, l, th);
-      case RK::kL1: return reduce_typed<RK::kL1, T>(x, y, l, th);
-      case RK::kL2: return reduce_typed<RK::kL2, T>(x, y, l, th);
-      case RK::kLogSum: return reduce_typed<RK::kLogSum, T>(x, y, l, th);
-      case RK::kLogSumExp: return reduce_typed<RK::kLogSumExp, T>(x, y, l, th);
-      case RK::kSumSquare: return reduce_typed<RK::kSumSquare, T>(x, y, l, th);
+      case RK::kSum:
+        return reduce_typed<RK::kSum, T>(x, y, l, th);
+      case RK::kMean:
+        return reduce_typed<RK::kMean, T>(x, y, l, th);
+      case RK::kMax:
+        return reduce_typed<RK::kMax, T>(x, y, l, th);
+      case RK::kMin:
+        return reduce_typed<RK::kMin, T>(x, y, l, th);
+      case RK::kProd:
+        return reduce_typed<RK::kProd, T>(x, y, l, th);
+      case RK::kL1:
+        return reduce_typed<RK::kL1, T>(x, y, l, th);
+      case RK::kL2:
+        return reduce_typed<RK::kL2, T>(x, y, l, th);
+      case RK::kLogSum:
+        return reduce_typed<RK::kLogSum, T>(x, y, l, th);
+      case RK::kLogSumExp:
+        return reduce_typed<RK::kLogSumExp, T>(x, y, l, th);
+      case RK::kSumSquare:
+        return reduce_typed<RK::kSumSquare, T>(x, y, l, th);
     }
   };
   switch (x.dtype()) {
-    case DataType::kFloat32: run(float{}); break;
-    case DataType::kFloat64: run(double{}); break;
-    case DataType::kFloat16: run(Float16{}); break;
-    case DataType::kBFloat16: run(BFloat16{}); break;
-    case DataType::kInt8: run(int8_t{}); break;
-    case DataType::kUInt8: run(uint8_t{}); break;
-    case DataType::kInt32: run(int32_t{}); break;
-    case DataType::kUInt32: run(uint32_t{}); break;
-    case DataType::kInt64: run(int64_t{}); break;
-    case DataType::kUInt64: run(uint64_t{}); break;
+    case DataType::kFloat32:
+      run(float{});
+      break;
+    case DataType::kFloat64:
+      run(double{});
+      break;
+    case DataType::kFloat16:
+      run(Float16{});
+      break;
+    case DataType::kBFloat16:
+      run(BFloat16{});
+      break;
+    case DataType::kInt8:
+      run(int8_t{});
+      break;
+    case DataType::kUInt8:
+      run(uint8_t{});
+      break;
+    case DataType::kInt32:
+      run(int32_t{});
+      break;
+    case DataType::kUInt32:
+      run(uint32_t{});
+      break;
+    case DataType::kInt64:
+      run(int64_t{});
+      break;
+    case DataType::kUInt64:
+      run(uint64_t{});
+      break;
     case DataType::kBool:  // ReduceMax / ReduceMin only (opset 20): any / all
       if (kind == RK::kMax) {
         reduce_typed<RK::kMax, bool>(x, y, l, ctx.threads());
@@ -462,10 +491,9 @@ Status reduce_kernel(KernelContext& ctx, RK kind, bool axes_from_input) {
   return Status::Ok();
 }
 
-const std::vector<DataType> kReduceTypes = {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16,
-                                            DataType::kBFloat16, DataType::kInt8,   DataType::kUInt8,
-                                            DataType::kInt32,   DataType::kUInt32, DataType::kInt64,
-                                            DataType::kUInt64};
+const std::vector<DataType> kReduceTypes = {
+    DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16, DataType::kInt8,
+    DataType::kUInt8,   DataType::kInt32,   DataType::kUInt32,  DataType::kInt64,    DataType::kUInt64};
 
 }  // namespace
 
@@ -476,9 +504,15 @@ void register_reduce_kernels(KernelRegistry& r) {
     int axes_input_since;
   };
   const Entry entries[] = {
-      {"ReduceSum", RK::kSum, 13},          {"ReduceMean", RK::kMean, 18},     {"ReduceMax", RK::kMax, 18},
-      {"ReduceMin", RK::kMin, 18},          {"ReduceProd", RK::kProd, 18},     {"ReduceL1", RK::kL1, 18},
-      {"ReduceL2", RK::kL2, 18},            {"ReduceLogSum", RK::kLogSum, 18}, {"ReduceLogSumExp", RK::kLogSumExp, 18},
+      {"ReduceSum", RK::kSum, 13},
+      {"ReduceMean", RK::kMean, 18},
+      {"ReduceMax", RK::kMax, 18},
+      {"ReduceMin", RK::kMin, 18},
+      {"ReduceProd", RK::kProd, 18},
+      {"ReduceL1", RK::kL1, 18},
+      {"ReduceL2", RK::kL2, 18},
+      {"ReduceLogSum", RK::kLogSum, 18},
+      {"ReduceLogSumExp", RK::kLogSumExp, 18},
       {"ReduceSumSquare", RK::kSumSquare, 18},
   };
   for (const auto& e : entries) {

@@ -2,10 +2,11 @@
 //
 // Every mode is separable: the output is a product of per-axis 1-D filters.
 // Each axis gets a tap table (source index and weight per output index), then
-// nearest resizes are one N-D gather (any element type) and linear/cubic resizes
-// run one 1-D pass per changed axis, shrinking axes first so the intermediate
-// tensors stay small. A pass over a non-last axis combines whole contiguous rows,
-// which is what makes the common NCHW bilinear upsample fast.
+// nearest resizes are one N-D gather (any element type). Linear/cubic resizes
+// handle the last two axes (H, W of NCHW) in one sweep per output row: blend
+// the few source rows the vertical filter picks (contiguous, vectorised) into a
+// scratch row, then filter it horizontally straight into the output. Any other
+// changed axis (5-D depth, batch, channels) gets a row pass before that.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -322,6 +323,7 @@ void resize_last_two(const S* src, T* dst, int64_t planes, int64_t in_h, int64_t
         std::fill(out, out + out_w, store_as<T>(extrap));
         continue;
       }
+      const C* rowp = tmp.data();
       if (fh) {
         std::fill(tmp.begin(), tmp.end(), C(0));
         C* __restrict t = tmp.data();
@@ -331,14 +333,16 @@ void resize_last_two(const S* src, T* dst, int64_t planes, int64_t in_h, int64_t
           const S* __restrict r = plane + fh->idx[oy * kh + k] * in_w;
           for (int64_t j = 0; j < in_w; ++j) t[j] += wk * load_as<C>(r[j]);
         }
+      } else if constexpr (std::is_same_v<S, C>) {
+        rowp = plane + oy * in_w;
       } else {
         const S* r = plane + oy * in_w;
         for (int64_t j = 0; j < in_w; ++j) tmp[j] = load_as<C>(r[j]);
       }
       if (w_identity) {
-        for (int64_t x = 0; x < out_w; ++x) out[x] = store_as<T>(tmp[x]);
+        for (int64_t x = 0; x < out_w; ++x) out[x] = store_as<T>(rowp[x]);
       } else {
-        filter_row<T, C>(tmp.data(), out, out_w, fw, extrap);
+        filter_row<T, C>(rowp, out, out_w, fw, extrap);
       }
     }
   });

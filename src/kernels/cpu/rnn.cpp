@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,99 +22,185 @@
 namespace deskml::kernels::cpu {
 namespace {
 
-// --- matrix product ---------------------------------------------------------------
+// --- matrix products ----------------------------------------------------------------
+//
+// Written with GCC/Clang vector extensions: 32-byte vectors are one AVX register
+// or two SSE ones, so the same code is register-tiled on either.
 
-// C[m, n] (+)= dot(A[m, :K], B[n, :K]) for m in [m0, m1), n in [n0, n1). B is read in
-// its stored [N, K] layout (ONNX keeps W and R as [gates*hidden, in]), so no call
-// pays for a transpose: the streaming case (one step per call) is dominated by it.
-// Eight independent partial sums per row let the compiler vectorize without
-// reassociating; four rows of A share every row of B.
 template <typename T>
-void gemm_nt_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B,
-                   int64_t ldb, T* C, int64_t ldc, bool accumulate) {
-  constexpr int64_t L = 8;
-  int64_t m = m0;
-  for (; m + 4 <= m1; m += 4) {
-    const T* __restrict a0 = A + m * lda;
-    const T* __restrict a1 = a0 + lda;
-    const T* __restrict a2 = a1 + lda;
-    const T* __restrict a3 = a2 + lda;
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+template <typename T>
+inline constexpr int64_t kLanes = static_cast<int64_t>(32 / sizeof(T));
+
+// Vectors travel by reference: passing 32-byte vectors by value changes the ABI without AVX.
+#define DESKML_LOAD_VEC(v, p) std::memcpy(&(v), (p), sizeof(v))
+template <typename T>
+inline void store_vec(T* p, const Vec<T>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+inline T hsum(const Vec<T>& v) {
+  T s = 0;
+  for (int64_t l = 0; l < kLanes<T>; ++l) s += v[l];
+  return s;
+}
+
+// C[m, n] (+)= dot(A[m, :], B[n, :]) for a few rows m and n in [n0, n1): B in its
+// stored [N, K] layout, for the matrix-vector products of small batches.
+template <typename T>
+void gemm_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+              int64_t ldc, bool accumulate) {
+  constexpr int64_t L = kLanes<T>;
+  for (int64_t m = 0; m < M; ++m) {
+    const T* a = A + m * lda;
     for (int64_t n = n0; n < n1; ++n) {
-      const T* __restrict b = B + n * ldb;
-      T acc0[L] = {}, acc1[L] = {}, acc2[L] = {}, acc3[L] = {};
+      const T* b = B + n * ldb;
+      Vec<T> acc0 = {}, acc1 = {};
       int64_t k = 0;
-      for (; k + L <= K; k += L) {
-        for (int64_t l = 0; l < L; ++l) {
-          acc0[l] += a0[k + l] * b[k + l];
-          acc1[l] += a1[k + l] * b[k + l];
-          acc2[l] += a2[k + l] * b[k + l];
-          acc3[l] += a3[k + l] * b[k + l];
-        }
+      for (; k + 2 * L <= K; k += 2 * L) {
+        Vec<T> a0, b0, a1, b1;
+        DESKML_LOAD_VEC(a0, a + k);
+        DESKML_LOAD_VEC(b0, b + k);
+        DESKML_LOAD_VEC(a1, a + k + L);
+        DESKML_LOAD_VEC(b1, b + k + L);
+        acc0 += a0 * b0;
+        acc1 += a1 * b1;
       }
-      T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (int64_t l = 0; l < L; ++l) {
-        s0 += acc0[l];
-        s1 += acc1[l];
-        s2 += acc2[l];
-        s3 += acc3[l];
-      }
-      for (; k < K; ++k) {
-        s0 += a0[k] * b[k];
-        s1 += a1[k] * b[k];
-        s2 += a2[k] * b[k];
-        s3 += a3[k] * b[k];
+      acc0 += acc1;
+      T s = hsum<T>(acc0);
+      for (; k < K; ++k) s += a[k] * b[k];
+      T* c = C + m * ldc + n;
+      *c = accumulate ? *c + s : s;
+    }
+  }
+}
+
+// C[m0:m1, n0:n1] (+)= A[m0:m1, :K] * Bt[:K, n0:n1] with Bt in [K, N] layout:
+// 4 rows x one vector of columns stay in registers across the whole K loop.
+template <typename T>
+void gemm_tiles(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* Bt,
+                int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  constexpr int64_t L = kLanes<T>;
+  int64_t n = n0;
+  for (; n + L <= n1; n += L) {
+    int64_t m = m0;
+    for (; m + 4 <= m1; m += 4) {
+      const T* a = A + m * lda;
+      Vec<T> c0 = {}, c1 = {}, c2 = {}, c3 = {};
+      const T* b = Bt + n;
+      for (int64_t k = 0; k < K; ++k, b += ldb) {
+        Vec<T> bv;
+        DESKML_LOAD_VEC(bv, b);
+        c0 += a[k] * bv;
+        c1 += a[lda + k] * bv;
+        c2 += a[2 * lda + k] * bv;
+        c3 += a[3 * lda + k] * bv;
       }
       T* c = C + m * ldc + n;
       if (accumulate) {
-        c[0] += s0;
-        c[ldc] += s1;
-        c[2 * ldc] += s2;
-        c[3 * ldc] += s3;
-      } else {
-        c[0] = s0;
-        c[ldc] = s1;
-        c[2 * ldc] = s2;
-        c[3 * ldc] = s3;
+        Vec<T> p0, p1, p2, p3;
+        DESKML_LOAD_VEC(p0, c);
+        DESKML_LOAD_VEC(p1, c + ldc);
+        DESKML_LOAD_VEC(p2, c + 2 * ldc);
+        DESKML_LOAD_VEC(p3, c + 3 * ldc);
+        c0 += p0;
+        c1 += p1;
+        c2 += p2;
+        c3 += p3;
       }
+      store_vec(c, c0);
+      store_vec(c + ldc, c1);
+      store_vec(c + 2 * ldc, c2);
+      store_vec(c + 3 * ldc, c3);
+    }
+    for (; m < m1; ++m) {
+      const T* a = A + m * lda;
+      Vec<T> c0 = {};
+      const T* b = Bt + n;
+      for (int64_t k = 0; k < K; ++k, b += ldb) {
+        Vec<T> bv;
+        DESKML_LOAD_VEC(bv, b);
+        c0 += a[k] * bv;
+      }
+      T* c = C + m * ldc + n;
+      if (accumulate) {
+        Vec<T> p0;
+        DESKML_LOAD_VEC(p0, c);
+        c0 += p0;
+      }
+      store_vec(c, c0);
     }
   }
-  for (; m < m1; ++m) {
-    const T* __restrict a0 = A + m * lda;
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* __restrict b = B + n * ldb;
-      T acc0[L] = {};
-      int64_t k = 0;
-      for (; k + L <= K; k += L) {
-        for (int64_t l = 0; l < L; ++l) acc0[l] += a0[k + l] * b[k + l];
-      }
-      T s0 = 0;
-      for (int64_t l = 0; l < L; ++l) s0 += acc0[l];
-      for (; k < K; ++k) s0 += a0[k] * b[k];
+  for (; n < n1; ++n) {  // fewer columns than a vector
+    for (int64_t m = m0; m < m1; ++m) {
+      T s = 0;
+      for (int64_t k = 0; k < K; ++k) s += A[m * lda + k] * Bt[k * ldb + n];
       T* c = C + m * ldc + n;
-      *c = accumulate ? *c + s0 : s0;
+      *c = accumulate ? *c + s : s;
     }
   }
 }
 
-// C[M, N] (+)= A[M, K] * B[N, K]^T with leading dimensions; split over rows when
-// there are many (the input projection), over columns otherwise (one step).
+// A weight matrix W [N, K] (ONNX stores W and R as [gates*hidden, in]) that
+// multiplies row blocks: C[:, n0:n1] (+)= A * W[n0:n1, :]^T. One or two rows use
+// dot products on W as stored (the streaming, batch-1 case pays no transpose);
+// more rows use register tiles on a [K, N] copy made once per call.
 template <typename T>
-void gemm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
-             bool accumulate, int threads) {
-  if (M <= 0 || N <= 0) return;
-  if (M >= 16 * static_cast<int64_t>(threads)) {
-    const int64_t blocks = (M + 3) / 4;
-    parallel_for(blocks, threads, 4 * N * K, [&](int64_t lo, int64_t hi) {
-      gemm_nt_block(lo * 4, std::min(M, hi * 4), 0, N, K, A, lda, B, ldb, C, ldc, accumulate);
-    });
-  } else {
-    constexpr int64_t kColChunk = 16;
-    const int64_t chunks = (N + kColChunk - 1) / kColChunk;
-    parallel_for(chunks, threads, kColChunk * M * K, [&](int64_t lo, int64_t hi) {
-      gemm_nt_block(0, M, lo * kColChunk, std::min(N, hi * kColChunk), K, A, lda, B, ldb, C, ldc, accumulate);
-    });
+class WeightMatrix {
+ public:
+  WeightMatrix(const T* w, int64_t N, int64_t K) : w_(w), N_(N), K_(K) {}
+
+  void multiply(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, bool accumulate, int64_t n0, int64_t n1,
+                int threads) {
+    const int64_t N = n1 - n0;
+    if (M <= 0 || N <= 0) return;
+    if (M < 4) {
+      constexpr int64_t kChunk = 16;
+      parallel_for((N + kChunk - 1) / kChunk, threads, kChunk * M * K_, [&](int64_t lo, int64_t hi) {
+        gemm_dot(M, n0 + lo * kChunk, std::min(n1, n0 + hi * kChunk), K_, A, lda, w_, K_, C - n0, ldc, accumulate);
+      });
+      return;
+    }
+    if (wt_.empty()) {
+      wt_.resize(static_cast<size_t>(N_ * K_));
+      for (int64_t n = 0; n < N_; ++n) {
+        for (int64_t k = 0; k < K_; ++k) wt_[k * N_ + n] = w_[n * K_ + k];
+      }
+    }
+    const T* bt = wt_.data();
+    if (M >= 16 * static_cast<int64_t>(threads)) {
+      // Column panels of about 256 KiB stay in cache while every row block passes over them.
+      const int64_t panel = std::max<int64_t>(kLanes<T>, (int64_t{64} << 10) / std::max<int64_t>(K_, 1) / kLanes<T> * kLanes<T>);
+      parallel_for((M + 3) / 4, threads, 4 * N * K_, [&](int64_t lo, int64_t hi) {
+        for (int64_t p = n0; p < n1; p += panel) {
+          gemm_tiles(lo * 4, std::min(M, hi * 4), p, std::min(n1, p + panel), K_, A, lda, bt, N_, C - n0, ldc,
+                     accumulate);
+        }
+      });
+    } else {
+      const int64_t chunk = 4 * kLanes<T>;
+      parallel_for((N + chunk - 1) / chunk, threads, chunk * M * K_, [&](int64_t lo, int64_t hi) {
+        gemm_tiles(0, M, n0 + lo * chunk, std::min(n1, n0 + hi * chunk), K_, A, lda, bt, N_, C - n0, ldc,
+                   accumulate);
+      });
+    }
   }
-}
+
+ private:
+  const T* w_;
+  int64_t N_, K_;
+  std::vector<T> wt_;
+};
 
 // --- activations ---------------------------------------------------------------
 
@@ -386,7 +473,7 @@ class Direction {
       if (io_.h0) std::memcpy(&h_[b * H_], io_.h0 + state_offset(c_, d_, b), sizeof(T) * H_);
       if (io_.c0) std::memcpy(&cstate_[b * H_], io_.c0 + state_offset(c_, d_, b), sizeof(T) * H_);
     }
-    R_ = io_.R + d_ * G_ * H_;
+    R_.emplace(io_.R + d_ * G_ * H_, G_, H_);
     gates_.assign(static_cast<size_t>(c_.batch * G_), T(0));
     if (c_.cell == Cell::kGru) scratch_.assign(static_cast<size_t>(c_.batch * G_), T(0));
     if (c_.cell == Cell::kLstm) scratch_.assign(static_cast<size_t>(H_), T(0));
@@ -416,8 +503,8 @@ class Direction {
     if (c_.cell == Cell::kGru && c_.linear_before_reset && rbh_.empty()) rbh_.assign(static_cast<size_t>(H_), T(0));
     xw_.resize(static_cast<size_t>(rows * G_));
     for (int64_t r = 0; r < rows; ++r) std::memcpy(&xw_[r * G_], bias.data(), sizeof(T) * G_);
-    gemm_nt<T>(rows, G_, c_.input, io_.X, c_.input, io_.W + d_ * G_ * c_.input, c_.input, xw_.data(), G_, true,
-               threads_);
+    WeightMatrix<T> W(io_.W + d_ * G_ * c_.input, G_, c_.input);
+    W.multiply(rows, io_.X, c_.input, xw_.data(), G_, true, 0, G_, threads_);
   }
 
   // Time index batch entry b visits at step s, or -1 when it has finished.
@@ -454,7 +541,7 @@ class Direction {
   }
 
   void rnn_step(int64_t s) {
-    gemm_nt<T>(c_.batch, H_, H_, h_.data(), H_, R_, H_, gates_.data(), H_, true, threads_);
+    R_->multiply(c_.batch, h_.data(), H_, gates_.data(), H_, true, 0, H_, threads_);
     for (int64_t b = 0; b < c_.batch; ++b) {
       if (time_of(s, b) < 0) continue;
       T* g = &gates_[b * G_];
@@ -466,7 +553,7 @@ class Direction {
   }
 
   void lstm_step(int64_t s) {
-    gemm_nt<T>(c_.batch, G_, H_, h_.data(), H_, R_, H_, gates_.data(), G_, true, threads_);
+    R_->multiply(c_.batch, h_.data(), H_, gates_.data(), G_, true, 0, G_, threads_);
     const T* P = io_.P ? io_.P + d_ * 3 * H_ : nullptr;
     for (int64_t b = 0; b < c_.batch; ++b) {
       if (time_of(s, b) < 0) continue;
@@ -510,7 +597,7 @@ class Direction {
     const int64_t B = c_.batch;
     T* hr = scratch_.data();  // [batch, 3H]: H R^T (linear_before_reset) or r*H in the first H columns
     if (c_.linear_before_reset) {
-      gemm_nt<T>(B, G_, H_, h_.data(), H_, R_, H_, hr, G_, false, threads_);
+      R_->multiply(B, h_.data(), H_, hr, G_, false, 0, G_, threads_);
       for (int64_t b = 0; b < B; ++b) {
         T* g = &gates_[b * G_];
         const T* r_in = &hr[b * G_];
@@ -518,7 +605,7 @@ class Direction {
       }
     } else {
       // z and r first; the candidate needs r * H before its product.
-      gemm_nt<T>(B, 2 * H_, H_, h_.data(), H_, R_, H_, gates_.data(), G_, true, threads_);
+      R_->multiply(B, h_.data(), H_, gates_.data(), G_, true, 0, 2 * H_, threads_);
     }
     for (int64_t b = 0; b < B; ++b) {
       T* g = &gates_[b * G_];
@@ -535,7 +622,7 @@ class Direction {
       }
     }
     if (!c_.linear_before_reset) {
-      gemm_nt<T>(B, H_, H_, hr, H_, R_ + 2 * H_ * H_, H_, gates_.data() + 2 * H_, G_, true, threads_);
+      R_->multiply(B, hr, H_, gates_.data() + 2 * H_, G_, true, 2 * H_, 3 * H_, threads_);
     }
     for (int64_t b = 0; b < B; ++b) {
       if (time_of(s, b) < 0) continue;
@@ -558,7 +645,7 @@ class Direction {
   bool reverse_ = false;
   const Activation* acts_ = nullptr;
   T clip_ = T(0);
-  const T* R_ = nullptr;  // this direction's recurrent weights [gates*hidden, hidden]
+  std::optional<WeightMatrix<T>> R_;  // this direction's recurrent weights [gates*hidden, hidden]
   std::vector<T> xw_, h_, cstate_, gates_, scratch_, rbh_;
 };
 
