@@ -28,6 +28,19 @@ std::optional<uint64_t> parse_decimal(const std::string& text) {
   return v;
 }
 
+// shape_numel stops at a zero dim, so [0, 2^62, 2^62] is a legal empty tensor;
+// but kernels multiply partial runs of dims (outer/inner sizes), which would
+// overflow. An empty tensor's other dims get the same bound as a full one's.
+bool nonzero_dims_within_limit(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d == 0) continue;
+    if (n > kMaxTensorElements / d) return false;
+    n *= d;
+  }
+  return true;
+}
+
 // C++ bool has two valid object representations; any other byte read as bool is
 // undefined behaviour, so raw bytes from a file are normalised to 0/1.
 void normalize_bools(Tensor& t) {
@@ -172,6 +185,10 @@ Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& l
     numel = static_cast<uint64_t>(shape_numel(shape));
   } catch (const Error& e) {
     return invalid_model("tensor '" + name + "': " + e.status().message());
+  }
+  if (!nonzero_dims_within_limit(shape)) {
+    return invalid_model("tensor '" + name + "' has shape " + shape_to_string(shape) +
+                         ": its non-zero dimensions exceed the element limit");
   }
 
   // Nothing is allocated until the data the file actually carries is known to

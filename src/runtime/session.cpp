@@ -73,7 +73,25 @@ Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) 
   if (!value.is_tensor()) {
     return invalid_argument("input '" + info.name + "' expects a tensor");
   }
+  // An empty tensor may carry huge other dims ([0, 2^62, 2^62]); kernels multiply
+  // runs of dims, so every feed gets the element limit on its non-zero dims.
+  int64_t nonzero = 1;
+  for (int64_t d : value.tensor.shape()) {
+    if (d == 0) continue;
+    if (d < 0 || nonzero > kMaxTensorElements / d) {
+      return invalid_argument("input '" + info.name + "' has shape " + value.tensor.description() +
+                              ", beyond the element limit");
+    }
+    nonzero *= d;
+  }
   const Tensor& t = value.tensor;
+  if (t.dtype() == DataType::kBool) {
+    // Bytes other than 0/1 read as bool are undefined behaviour in every kernel.
+    const auto* bytes = static_cast<const uint8_t*>(t.raw_data());
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (bytes[i] > 1) return invalid_argument("input '" + info.name + "' is bool but holds a byte other than 0/1");
+    }
+  }
   if (type.dtype != DataType::kUndefined && t.dtype() != type.dtype) {
     return invalid_argument("input '" + info.name + "' expects " + std::string(dtype_name(type.dtype)) + ", got " +
                             std::string(dtype_name(t.dtype())));

@@ -29,7 +29,6 @@ inline Result<std::vector<Tensor>> run_node(const graph::Node& node, const std::
     return i >= 0 && static_cast<size_t>(i) < inputs.size() ? inputs[i].dtype() : DataType::kUndefined;
   });
   if (def == nullptr) return unsupported("no CPU kernel for " + node.op_type + " with these input types");
-  auto kernel = def->factory(node);
   std::vector<Value> values;
   for (const auto& t : inputs) values.push_back(Value::from_tensor(t));
   std::vector<const Value*> ptrs;
@@ -37,6 +36,7 @@ inline Result<std::vector<Tensor>> run_node(const graph::Node& node, const std::
   std::vector<Value> outputs(node.outputs.size());
   kernels::KernelContext ctx(node, ptrs, outputs, nullptr, threads);
   try {
+    auto kernel = def->factory(node);  // factories may reject malformed attributes by throwing
     DESKML_RETURN_IF_ERROR(kernel->compute(ctx));
   } catch (const Error& e) {
     return e.status();

@@ -295,6 +295,16 @@ TEST(OnnxLoader, HugeDimsWithTinyDataAreRefusedBeforeAllocating) {
   }
 }
 
+TEST(OnnxLoader, EmptyTensorsWithHugeOtherDimsAreRefused) {
+  // shape_numel is 0, but kernels multiplying the other dims would overflow (found by the fuzzer in ArgMin).
+  auto m = identity_model();
+  add_float_initializer(m.mutable_graph(), "w", {4, int64_t{1} << 41, 0, int64_t{1} << 40}, {});
+  EXPECT_TRUE(HasStatus(load(m).status(), StatusCode::kInvalidModel, "non-zero dimensions exceed the element limit"));
+  auto ok = identity_model();
+  add_float_initializer(ok.mutable_graph(), "w", {4, 0, 1024}, {});
+  EXPECT_TRUE(load(ok).ok());
+}
+
 TEST(OnnxLoader, RawDataSizeMismatch) {
   auto m = identity_model();
   auto* t = add_float_initializer(m.mutable_graph(), "w", {2, 3}, {1, 2, 3, 4, 5, 6});
@@ -829,6 +839,25 @@ TEST(SessionFeeds, BadFeedsAreInvalidArgument) {
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_EQ((*out)[0].first, "y");
   EXPECT_EQ((*out)[0].second.data<float>()[5], 6.0f);
+}
+
+TEST(SessionFeeds, HostileFeedsAreInvalidArgument) {
+  auto session = session_for(identity_model({-1, -1, -1}));
+  ASSERT_TRUE(session.ok()) << session.status().to_string();
+  const Tensor empty_but_huge = Tensor::zeros(DataType::kFloat32, {0, int64_t{1} << 40, int64_t{1} << 40});
+  EXPECT_TRUE(HasStatus((*session)->run({{"x", empty_but_huge}}).status(), StatusCode::kInvalidArgument,
+                        "beyond the element limit"));
+
+  auto m = identity_model({2});
+  m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::BOOL);
+  m.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::BOOL);
+  auto bool_session = session_for(m);
+  ASSERT_TRUE(bool_session.ok()) << bool_session.status().to_string();
+  Tensor b = Tensor::zeros(DataType::kBool, {2});
+  static_cast<uint8_t*>(b.raw_data())[1] = 0x80;
+  EXPECT_TRUE(HasStatus((*bool_session)->run({{"x", b}}).status(), StatusCode::kInvalidArgument, "other than 0/1"));
+  static_cast<uint8_t*>(b.raw_data())[1] = 1;
+  EXPECT_TRUE((*bool_session)->run({{"x", b}}).ok());
 }
 
 TEST(SessionFeeds, SymbolicDimsAcceptAnySize) {

@@ -76,14 +76,14 @@ TEST(Resize, NearestModesAndTransforms) {
       {"half_pixel", "round_prefer_ceil", {0, 2, 3}},
       {"half_pixel", "floor", {0, 1, 2}},
       {"half_pixel", "ceil", {1, 2, 3}},
-      {"asymmetric", "floor", {0, 1, 2}},            // 0, 1.33, 2.67
+      {"asymmetric", "floor", {0, 1, 2}},                  // 0, 1.33, 2.67
       {"align_corners", "round_prefer_floor", {0, 1, 3}},  // 0, 1.5, 3
-      {"tf_half_pixel_for_nn", "floor", {0, 2, 3}},  // 0.67, 2, 3.33
+      {"tf_half_pixel_for_nn", "floor", {0, 2, 3}},        // 0.67, 2, 3.33
   };
   for (const Case& c : cases) {
-    auto out = resize(x, Tensor(), i64({3}),
-                      {{"coordinate_transformation_mode", std::string(c.ctm)}, {"nearest_mode", std::string(c.nearest)}},
-                      11);
+    auto out =
+        resize(x, Tensor(), i64({3}),
+               {{"coordinate_transformation_mode", std::string(c.ctm)}, {"nearest_mode", std::string(c.nearest)}}, 11);
     ASSERT_TRUE(out.ok()) << c.ctm << " " << c.nearest << ": " << out.status().to_string();
     expect_near((*out)[0], c.expected);
   }
@@ -120,7 +120,8 @@ TEST(Resize, IntegerInputsRoundAndSaturate) {
   EXPECT_EQ((*out)[0].int_at(1), 64);   // 63.75
   EXPECT_EQ((*out)[0].int_at(2), 191);  // 191.25
   // Cubic overshoots past 255 next to the edge; the result saturates.
-  auto cub = resize(Tensor::from_vector<uint8_t>({0, 0, 255, 255}, {4}), Tensor(), i64({16}), {{"mode", std::string("cubic")}});
+  auto cub = resize(Tensor::from_vector<uint8_t>({0, 0, 255, 255}, {4}), Tensor(), i64({16}),
+                    {{"mode", std::string("cubic")}});
   ASSERT_TRUE(cub.ok());
   for (int64_t i = 0; i < 16; ++i) EXPECT_LE((*cub)[0].int_at(i), 255);
 }
@@ -144,8 +145,9 @@ TEST(Resize, LinearIsExactOnLinearFunctionsInFiveDims) {
     for (size_t d = 0; d < 5; ++d) v += (d + 1) * ((static_cast<int64_t>(i) / strides[d]) % in_shape[d]);
     x[i] = static_cast<float>(v);
   }
-  auto out = resize(f32(x, in_shape), Tensor(), i64(out_shape),
-                    {{"mode", std::string("linear")}, {"coordinate_transformation_mode", std::string("align_corners")}});
+  auto out =
+      resize(f32(x, in_shape), Tensor(), i64(out_shape),
+             {{"mode", std::string("linear")}, {"coordinate_transformation_mode", std::string("align_corners")}});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const auto ostrides = shape_strides(out_shape);
   for (int64_t i = 0; i < shape_numel(out_shape); ++i) {
@@ -171,10 +173,14 @@ TEST(Resize, CropAndResizeExtrapolates) {
 
 TEST(Resize, Opset18AxesAndAspectRatio) {
   const Tensor x = f32(random_values(6, 1), {1, 1, 2, 3});
-  auto larger = resize(x, Tensor(), i64({4, 4}), {{"axes", std::vector<int64_t>{2, 3}}, {"keep_aspect_ratio_policy", std::string("not_larger")}}, 18);
+  auto larger =
+      resize(x, Tensor(), i64({4, 4}),
+             {{"axes", std::vector<int64_t>{2, 3}}, {"keep_aspect_ratio_policy", std::string("not_larger")}}, 18);
   ASSERT_TRUE(larger.ok()) << larger.status().to_string();
   EXPECT_EQ((*larger)[0].shape(), (Shape{1, 1, 3, 4}));
-  auto smaller = resize(x, Tensor(), i64({4, 4}), {{"axes", std::vector<int64_t>{-2, -1}}, {"keep_aspect_ratio_policy", std::string("not_smaller")}}, 18);
+  auto smaller =
+      resize(x, Tensor(), i64({4, 4}),
+             {{"axes", std::vector<int64_t>{-2, -1}}, {"keep_aspect_ratio_policy", std::string("not_smaller")}}, 18);
   ASSERT_TRUE(smaller.ok());
   EXPECT_EQ((*smaller)[0].shape(), (Shape{1, 1, 4, 6}));
   auto by_scale = resize(x, scales({2}), Tensor(), {{"axes", std::vector<int64_t>{3}}}, 18);
@@ -199,6 +205,16 @@ TEST(Resize, IdentityAndThreads) {
   }
 }
 
+TEST(Resize, EmptyTensors) {
+  auto out = resize(f32({}, {0, 3, 4, 4}), scales({1, 1, 2, 2}), Tensor(), {{"mode", std::string("linear")}});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].shape(), (Shape{0, 3, 8, 8}));
+  auto down = resize(f32({1, 2, 3, 4}, {1, 1, 2, 2}), scales({1, 1, 0.25f, 0.25f}), Tensor());
+  ASSERT_TRUE(down.ok());
+  EXPECT_EQ((*down)[0].shape(), (Shape{1, 1, 0, 0}));
+  EXPECT_FALSE(resize(f32({}, {1, 0}), Tensor(), i64({1, 3}), {{"mode", std::string("linear")}}).ok());
+}
+
 TEST(Resize, BadInputsAreErrors) {
   const Tensor x = f32({1, 2, 3, 4}, {1, 1, 2, 2});
   EXPECT_FALSE(resize(x, scales({1, 1, 2, 2}), i64({1, 1, 4, 4})).ok());  // both
@@ -207,8 +223,11 @@ TEST(Resize, BadInputsAreErrors) {
   EXPECT_FALSE(resize(x, scales({1, 1, -2, 2}), Tensor()).ok());
   EXPECT_FALSE(resize(x, Tensor(), i64({1, 1, -4, 4})).ok());
   EXPECT_FALSE(resize(x, scales({1, 1, 2, 2}), Tensor(), {{"mode", std::string("area")}}).ok());
-  EXPECT_FALSE(resize(x, scales({1, 1, 2, 2}), Tensor(), {{"coordinate_transformation_mode", std::string("diagonal")}}).ok());
-  EXPECT_FALSE(resize(x, Tensor(), i64({1, 1, 4, 4}), {{"coordinate_transformation_mode", std::string("tf_crop_and_resize")}}).ok());
+  EXPECT_FALSE(
+      resize(x, scales({1, 1, 2, 2}), Tensor(), {{"coordinate_transformation_mode", std::string("diagonal")}}).ok());
+  EXPECT_FALSE(
+      resize(x, Tensor(), i64({1, 1, 4, 4}), {{"coordinate_transformation_mode", std::string("tf_crop_and_resize")}})
+          .ok());
   EXPECT_FALSE(resize(x, scales({1, 1, 1e30f, 1e30f}), Tensor()).ok());  // absurd output size
 }
 
@@ -221,13 +240,15 @@ TEST(Upsample, AttributeAndInputScales) {
   auto v9 = run_node(make_node("Upsample", 2, 1, 9, {{"mode", std::string("linear")}}), {x, scales({1, 1, 1, 2})});
   ASSERT_TRUE(v9.ok());
   expect_near((*v9)[0], {1, 1.5, 2, 2, 3, 3.5, 4, 4});
-  EXPECT_FALSE(run_node(make_node("Upsample", 2, 1, 9, {{"mode", std::string("cubic")}}), {x, scales({1, 1, 2, 2})}).ok());
+  EXPECT_FALSE(
+      run_node(make_node("Upsample", 2, 1, 9, {{"mode", std::string("cubic")}}), {x, scales({1, 1, 2, 2})}).ok());
   EXPECT_FALSE(run_node(make_node("Upsample", 2, 1, 9), {x, scales({2, 2})}).ok());
 }
 
 // --- NonMaxSuppression ----------------------------------------------------------------------
 
-const std::vector<float> kBoxes = {0, 0, 1, 1, 0, 0.1f, 1, 1.1f, 0, -0.1f, 1, 0.9f, 0, 10, 1, 11, 0, 10.1f, 1, 11.1f, 0, 100, 1, 101};
+const std::vector<float> kBoxes = {0, 0,  1, 1,  0, 0.1f,  1, 1.1f,  0, -0.1f, 1, 0.9f,
+                                   0, 10, 1, 11, 0, 10.1f, 1, 11.1f, 0, 100,   1, 101};
 const std::vector<float> kScores = {0.9f, 0.75f, 0.6f, 0.95f, 0.5f, 0.3f};
 
 Result<std::vector<Tensor>> nms(const Tensor& boxes, const Tensor& scores, std::vector<Tensor> rest, Attrs attrs = {}) {
@@ -264,7 +285,8 @@ TEST(NonMaxSuppression, CenterFormatAndClasses) {
   }
   std::vector<float> sc = kScores;
   sc.insert(sc.end(), kScores.rbegin(), kScores.rend());
-  auto out = nms(f32(centre, {1, 6, 4}), f32(sc, {1, 2, 6}), {i64({3}), scales({0.5f})}, {{"center_point_box", int64_t{1}}});
+  auto out =
+      nms(f32(centre, {1, 6, 4}), f32(sc, {1, 2, 6}), {i64({3}), scales({0.5f})}, {{"center_point_box", int64_t{1}}});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   // Class 1 scores by box are 0.3, 0.5, 0.95, 0.6, 0.75, 0.9: boxes 2, 5 and 4 overlap nothing chosen before.
   EXPECT_EQ(values((*out)[0]), (std::vector<int64_t>{0, 0, 3, 0, 0, 0, 0, 0, 5, 0, 1, 2, 0, 1, 5, 0, 1, 4}));
@@ -274,7 +296,8 @@ TEST(NonMaxSuppression, BadInputsAreErrors) {
   EXPECT_FALSE(nms(f32(kBoxes, {1, 6, 4}), f32(kScores, {1, 1, 6}), {i64({3}), scales({1.5f})}).ok());
   EXPECT_FALSE(nms(f32(kBoxes, {1, 6, 4}), f32({0.1f, 0.2f}, {1, 1, 2}), {i64({3})}).ok());
   EXPECT_FALSE(nms(f32(kBoxes, {6, 4}), f32(kScores, {1, 1, 6}), {i64({3})}).ok());
-  EXPECT_FALSE(nms(f32(kBoxes, {1, 6, 4}), f32(kScores, {1, 1, 6}), {i64({3})}, {{"center_point_box", int64_t{2}}}).ok());
+  EXPECT_FALSE(
+      nms(f32(kBoxes, {1, 6, 4}), f32(kScores, {1, 1, 6}), {i64({3})}, {{"center_point_box", int64_t{2}}}).ok());
 }
 
 // --- RoiAlign --------------------------------------------------------------------------------
@@ -342,7 +365,8 @@ TEST(GridSample, IdentityGridReproducesTheInput) {
 TEST(GridSample, BicubicReflectionMatchesTorch) {
   std::vector<float> x(12);
   for (int i = 0; i < 12; ++i) x[i] = static_cast<float>(i);
-  auto out = run_node(make_node("GridSample", 2, 1, 16, {{"mode", std::string("bicubic")}, {"padding_mode", std::string("reflection")}}),
+  auto out = run_node(make_node("GridSample", 2, 1, 16,
+                                {{"mode", std::string("bicubic")}, {"padding_mode", std::string("reflection")}}),
                       {f32(x, {1, 1, 3, 4}), f32({-1, -1, 0.3f, 0.1f, 1.2f, 0.9f}, {1, 1, 3, 2})});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   expect_near((*out)[0], {-0.9375f, 6.978628f, 11.75f}, 1e-4f);
@@ -355,8 +379,12 @@ TEST(GridSample, ZerosPaddingAndBadInputs) {
   expect_near((*out)[0], {0, 0, 0});
   EXPECT_FALSE(run_node(make_node("GridSample", 2, 1, 16), {x, f32({0, 0}, {1, 1, 1, 1, 2})}).ok());
   EXPECT_FALSE(run_node(make_node("GridSample", 2, 1, 16), {x, f32({0, 0, 0, 0}, {2, 1, 1, 2})}).ok());
-  EXPECT_FALSE(run_node(make_node("GridSample", 2, 1, 16, {{"mode", std::string("area")}}), {x, f32({0, 0}, {1, 1, 1, 2})}).ok());
-  EXPECT_FALSE(run_node(make_node("GridSample", 2, 1, 16, {{"padding_mode", std::string("wrap")}}), {x, f32({0, 0}, {1, 1, 1, 2})}).ok());
+  EXPECT_FALSE(
+      run_node(make_node("GridSample", 2, 1, 16, {{"mode", std::string("area")}}), {x, f32({0, 0}, {1, 1, 1, 2})})
+          .ok());
+  EXPECT_FALSE(run_node(make_node("GridSample", 2, 1, 16, {{"padding_mode", std::string("wrap")}}),
+                        {x, f32({0, 0}, {1, 1, 1, 2})})
+                   .ok());
 }
 
 }  // namespace

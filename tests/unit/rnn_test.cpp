@@ -49,34 +49,37 @@ double at(const Tensor& t, std::initializer_list<int64_t> idx) {
 
 // --- golden case: bidirectional LSTM with sequence_lens, from torch.nn.LSTM ---------
 // (pack_padded_sequence semantics; weights reordered from torch's i,f,g,o to ONNX's i,o,f,c)
-const std::vector<float> kX = {-0.5525083, 0.6354773, -0.3968158, -0.6570598, -1.642752, 0.9802917, -0.04214706,
-    -0.8205758, 0.3132995, -1.135167, 0.3773337, -0.2824196};
-const std::vector<float> kW = {0.3643461, -0.3121015, -0.1370808, 0.331894, 0.2582553, -0.2755602, -0.05155428,
-    -0.06365894, -0.6656964, 0.4240641, -0.1454698, 0.3597362, 0.09829985, -0.08658109, 0.1961238, 0.03488284,
-    -0.2041822, -0.07752322, -0.679804, -0.3371356, -0.4570878, 0.4592974, 0.4292858, 0.6271294, 0.3837002,
-    -0.1718816, 0.7043133, 0.5668086, -0.0331093, -0.4719818, 0.4306013, 0.2194556};
-const std::vector<float> kR = {0.1024908, -0.002824766, 0.6181292, 0.2200446, -0.6912329, 0.43835, 0.1975401, 0.67073,
-    -0.263331, -0.4270652, -0.1185222, -0.3050039, -0.2265913, 0.03385741, 0.421526, 0.3843385, -0.3963755, -0.116394,
-    -0.01369798, 0.1032782, 0.2571036, 0.3505204, -0.6548601, 0.3559232, -0.5366362, -0.5017788, 0.3846693,
-    -0.1658108, 0.3454029, 0.04031211, 0.2321748, 0.1554848};
-const std::vector<float> kB = {0.4667328, -0.6442716, 0.302613, -0.3286006, -0.672323, -0.3410603, 0.6209188,
-    -0.1177821, 0.6938259, -0.2991758, -0.3753465, 0.2079634, 0.5302769, 0.008373315, -0.3725162, 0.3634634,
-    -0.4971832, -0.5335184, -0.6286051, 0.5146102, 0.04300226, -0.1204961, 0.4153008, -0.4095107, -0.1048511,
-    0.3977173, -0.4734494, -0.3355026, 0.2273239, -0.5302419, 0.1420565, 0.1698446};
-const std::vector<float> kH0 = {-2.566737, -1.430327, 0.5009211, 0.5437675, -0.4057424, 1.134052, -1.111539,
-    0.3500676};
-const std::vector<float> kC0 = {-0.7702728, -0.1472662, 0.627179, 1.093453, 0.09390315, 1.238066, -1.345894,
-    0.5118973};
-const std::vector<float> kY = {-0.1945364, -0.02726867, 0.1663682, 0.2895297, 0.07002134, -0.1606728, -0.02829733,
-    -0.1403501, -0.07189691, -0.06579044, 0.1823265, 0.1413665, 0.09860253, -0.1874996, -0.0985779, -0.1408202,
-    0.1403317, -0.002457324, 0, 0, 0.05927861, 0.05569045, 0, 0};
-const std::vector<float> kYh = {0.1403317, -0.002457324, 0.1823265, 0.1413665, 0.07002134, -0.1606728, -0.02829733,
-    -0.1403501};
-const std::vector<float> kYc = {0.2448079, -0.005235922, 0.3524706, 0.2679655, 0.1999785, -0.2996837, -0.1326066,
-    -0.3624952};
+const std::vector<float> kX = {-0.5525083,  0.6354773,  -0.3968158, -0.6570598, -1.642752, 0.9802917,
+                               -0.04214706, -0.8205758, 0.3132995,  -1.135167,  0.3773337, -0.2824196};
+const std::vector<float> kW = {0.3643461,   -0.3121015, -0.1370808, 0.331894,    0.2582553,  -0.2755602, -0.05155428,
+                               -0.06365894, -0.6656964, 0.4240641,  -0.1454698,  0.3597362,  0.09829985, -0.08658109,
+                               0.1961238,   0.03488284, -0.2041822, -0.07752322, -0.679804,  -0.3371356, -0.4570878,
+                               0.4592974,   0.4292858,  0.6271294,  0.3837002,   -0.1718816, 0.7043133,  0.5668086,
+                               -0.0331093,  -0.4719818, 0.4306013,  0.2194556};
+const std::vector<float> kR = {0.1024908, -0.002824766, 0.6181292,  0.2200446,  -0.6912329,  0.43835,    0.1975401,
+                               0.67073,   -0.263331,    -0.4270652, -0.1185222, -0.3050039,  -0.2265913, 0.03385741,
+                               0.421526,  0.3843385,    -0.3963755, -0.116394,  -0.01369798, 0.1032782,  0.2571036,
+                               0.3505204, -0.6548601,   0.3559232,  -0.5366362, -0.5017788,  0.3846693,  -0.1658108,
+                               0.3454029, 0.04031211,   0.2321748,  0.1554848};
+const std::vector<float> kB = {0.4667328,  -0.6442716, 0.302613,   -0.3286006, -0.672323,  -0.3410603, 0.6209188,
+                               -0.1177821, 0.6938259,  -0.2991758, -0.3753465, 0.2079634,  0.5302769,  0.008373315,
+                               -0.3725162, 0.3634634,  -0.4971832, -0.5335184, -0.6286051, 0.5146102,  0.04300226,
+                               -0.1204961, 0.4153008,  -0.4095107, -0.1048511, 0.3977173,  -0.4734494, -0.3355026,
+                               0.2273239,  -0.5302419, 0.1420565,  0.1698446};
+const std::vector<float> kH0 = {-2.566737, -1.430327, 0.5009211, 0.5437675, -0.4057424, 1.134052, -1.111539, 0.3500676};
+const std::vector<float> kC0 = {-0.7702728, -0.1472662, 0.627179, 1.093453, 0.09390315, 1.238066, -1.345894, 0.5118973};
+const std::vector<float> kY = {-0.1945364,  -0.02726867, 0.1663682,   0.2895297,   0.07002134, -0.1606728,
+                               -0.02829733, -0.1403501,  -0.07189691, -0.06579044, 0.1823265,  0.1413665,
+                               0.09860253,  -0.1874996,  -0.0985779,  -0.1408202,  0.1403317,  -0.002457324,
+                               0,           0,           0.05927861,  0.05569045,  0,          0};
+const std::vector<float> kYh = {0.1403317,  -0.002457324, 0.1823265,   0.1413665,
+                                0.07002134, -0.1606728,   -0.02829733, -0.1403501};
+const std::vector<float> kYc = {0.2448079, -0.005235922, 0.3524706,  0.2679655,
+                                0.1999785, -0.2996837,   -0.1326066, -0.3624952};
 
 TEST(Lstm, BidirectionalWithSequenceLensMatchesTorch) {
-  auto node = make_node("LSTM", 7, 3, 14, Attrs{{"hidden_size", int64_t{2}}, {"direction", std::string("bidirectional")}});
+  auto node =
+      make_node("LSTM", 7, 3, 14, Attrs{{"hidden_size", int64_t{2}}, {"direction", std::string("bidirectional")}});
   auto out = run_node(node, {f32(kX, {3, 2, 2}), f32(kW, {2, 8, 2}), f32(kR, {2, 8, 2}), f32(kB, {2, 16}),
                              Tensor::from_vector<int32_t>({3, 2}, {2}), f32(kH0, {2, 2, 2}), f32(kC0, {2, 2, 2})});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
@@ -119,13 +122,15 @@ TEST_P(RnnProperties, BidirectionalIsForwardPlusReverse) {
   const RnnCase c = GetParam();
   auto in = rnn_inputs(c, 2, 10);
   in[4] = Tensor::from_vector<int32_t>({5, 2, 4}, {3});
-  auto bi = run_node(make_node(c.op, 6, 2, 14, Attrs{{"hidden_size", c.H}, {"direction", std::string("bidirectional")}}), in);
+  auto bi =
+      run_node(make_node(c.op, 6, 2, 14, Attrs{{"hidden_size", c.H}, {"direction", std::string("bidirectional")}}), in);
   ASSERT_TRUE(bi.ok()) << bi.status().to_string();
   for (int64_t d = 0; d < 2; ++d) {
     std::vector<Tensor> one = in;
     for (size_t i : {1, 2, 3, 5}) one[i] = slice_dir(in[i], d);
     auto uni = run_node(
-        make_node(c.op, 6, 2, 14, Attrs{{"hidden_size", c.H}, {"direction", std::string(d ? "reverse" : "forward")}}), one);
+        make_node(c.op, 6, 2, 14, Attrs{{"hidden_size", c.H}, {"direction", std::string(d ? "reverse" : "forward")}}),
+        one);
     ASSERT_TRUE(uni.ok()) << uni.status().to_string();
     for (int64_t t = 0; t < c.T; ++t)
       for (int64_t b = 0; b < c.B; ++b)
@@ -245,7 +250,8 @@ INSTANTIATE_TEST_SUITE_P(Cells, RnnProperties,
 double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
 TEST(Gru, LinearBeforeResetChangesWhereTheRecurrentBiasGoes) {
-  // x = 1, h0 = 0.5; W = [z, r, h] = [0.1, 0.2, 0.3], R = [0.4, 0.5, 0.6], Wb = [0.01, 0.02, 0.03], Rb = [0.04, 0.05, 0.06]
+  // x = 1, h0 = 0.5; W = [z, r, h] = [0.1, 0.2, 0.3], R = [0.4, 0.5, 0.6], Wb = [0.01, 0.02, 0.03], Rb = [0.04, 0.05,
+  // 0.06]
   const double x = 1, h = 0.5;
   const double z = sigmoid(0.1 * x + 0.4 * h + 0.01 + 0.04), r = sigmoid(0.2 * x + 0.5 * h + 0.02 + 0.05);
   const double hh0 = std::tanh(0.3 * x + (r * h) * 0.6 + 0.06 + 0.03);
@@ -279,10 +285,10 @@ TEST(Lstm, ClipInputForgetAndActivationParameters) {
               {"activations", std::vector<std::string>{"HardSigmoid", "tanh", "ScaledTanh"}},
               {"activation_alpha", std::vector<float>{0.3f, 1.5f}},
               {"activation_beta", std::vector<float>{0.4f, 0.5f}}};
-  auto out = run_node(make_node("LSTM", 7, 3, 14, attrs),
-                      {f32({2}, {1, 1, 1}), f32({0.3f, -0.4f, 0.9f, 1.5f}, {1, 4, 1}),
-                       f32({-0.2f, 0.1f, 0.7f, -0.3f}, {1, 4, 1}), Tensor(), Tensor(), f32({-0.5f}, {1, 1, 1}),
-                       f32({0.25f}, {1, 1, 1})});
+  auto out =
+      run_node(make_node("LSTM", 7, 3, 14, attrs), {f32({2}, {1, 1, 1}), f32({0.3f, -0.4f, 0.9f, 1.5f}, {1, 4, 1}),
+                                                    f32({-0.2f, 0.1f, 0.7f, -0.3f}, {1, 4, 1}), Tensor(), Tensor(),
+                                                    f32({-0.5f}, {1, 1, 1}), f32({0.25f}, {1, 1, 1})});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_NEAR((*out)[1].float_at(0), h1, 1e-6);
   EXPECT_NEAR((*out)[2].float_at(0), c1, 1e-6);
@@ -295,9 +301,9 @@ TEST(Lstm, PeepholesAndUnwantedOutputs) {
   const double o = sigmoid(0.25 * x + 0.3 * h + 0.4 * c1);
   auto node = make_node("LSTM", 8, 3, 14, Attrs{{"hidden_size", int64_t{1}}});
   node.outputs = {"", "", "c"};  // only Y_c wanted
-  auto out = run_node(node, {f32({1}, {1, 1, 1}), f32({0.5f, 0.25f, -0.5f, 0.8f}, {1, 4, 1}),
-                             f32({0.1f, 0.3f, 0.2f, -0.1f}, {1, 4, 1}), Tensor(), Tensor(), f32({0.2f}, {1, 1, 1}),
-                             f32({-0.7f}, {1, 1, 1}), f32({0.3f, 0.4f, 0.5f}, {1, 3})});
+  auto out = run_node(
+      node, {f32({1}, {1, 1, 1}), f32({0.5f, 0.25f, -0.5f, 0.8f}, {1, 4, 1}), f32({0.1f, 0.3f, 0.2f, -0.1f}, {1, 4, 1}),
+             Tensor(), Tensor(), f32({0.2f}, {1, 1, 1}), f32({-0.7f}, {1, 1, 1}), f32({0.3f, 0.4f, 0.5f}, {1, 3})});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_FALSE((*out)[0].defined());
   EXPECT_NEAR((*out)[2].float_at(0), c1, 1e-6);
@@ -306,8 +312,9 @@ TEST(Lstm, PeepholesAndUnwantedOutputs) {
 
 TEST(Rnn, ReluAndDefaultTanh) {
   for (const char* act : {"Relu", "Tanh"}) {
-    auto out = run_node(make_node("RNN", 3, 2, 14, Attrs{{"hidden_size", int64_t{1}}, {"activations", std::vector<std::string>{act}}}),
-                        {f32({1, -2}, {2, 1, 1}), f32({0.5f}, {1, 1, 1}), f32({2.f}, {1, 1, 1})});
+    auto out = run_node(
+        make_node("RNN", 3, 2, 14, Attrs{{"hidden_size", int64_t{1}}, {"activations", std::vector<std::string>{act}}}),
+        {f32({1, -2}, {2, 1, 1}), f32({0.5f}, {1, 1, 1}), f32({2.f}, {1, 1, 1})});
     ASSERT_TRUE(out.ok());
     auto f = [&](double v) { return std::string(act) == "Relu" ? std::max(v, 0.0) : std::tanh(v); };
     const double h1 = f(0.5), h2 = f(-1 + 2 * h1);
@@ -348,13 +355,32 @@ TEST(Rnn, BadInputsAreErrors) {
   EXPECT_FALSE(run(bad).ok());
 }
 
+TEST(Rnn, EmptySequenceAndBatch) {
+  for (const char* op : {"LSTM", "GRU", "RNN"}) {
+    const RnnCase c{op, std::string(op) == "LSTM" ? 4 : std::string(op) == "GRU" ? 3 : 1};
+    auto in = rnn_inputs(c, 1, 70);
+    in[0] = f32({}, {0, c.B, c.I});  // no time steps: Y is empty, Y_h the initial state
+    auto out = run_node(make_node(op, 6, 2, 14, Attrs{{"hidden_size", c.H}}), in);
+    ASSERT_TRUE(out.ok()) << op << ": " << out.status().to_string();
+    EXPECT_EQ((*out)[0].shape(), (Shape{0, 1, c.B, c.H}));
+    for (int64_t i = 0; i < in[5].numel(); ++i) EXPECT_EQ((*out)[1].float_at(i), in[5].float_at(i));
+    in = rnn_inputs(c, 1, 71);
+    in[0] = f32({}, {c.T, 0, c.I});
+    in[5] = Tensor();
+    out = run_node(make_node(op, 6, 2, 14, Attrs{{"hidden_size", c.H}}), in);
+    ASSERT_TRUE(out.ok()) << op << ": " << out.status().to_string();
+    EXPECT_EQ((*out)[1].shape(), (Shape{1, 0, c.H}));
+  }
+}
+
 // --- signal ops -----------------------------------------------------------------------------
 
 std::vector<std::complex<double>> naive_dft(const std::vector<std::complex<double>>& x, int64_t n, bool inverse) {
   std::vector<std::complex<double>> y(static_cast<size_t>(n));
   for (int64_t k = 0; k < n; ++k) {
     for (int64_t j = 0; j < n && j < static_cast<int64_t>(x.size()); ++j) {
-      const double a = (inverse ? 2 : -2) * std::numbers::pi * static_cast<double>((j * k) % n) / static_cast<double>(n);
+      const double a =
+          (inverse ? 2 : -2) * std::numbers::pi * static_cast<double>((j * k) % n) / static_cast<double>(n);
       y[k] += x[j] * std::complex<double>(std::cos(a), std::sin(a));
     }
     if (inverse) y[k] /= static_cast<double>(n);
@@ -404,7 +430,8 @@ TEST(Dft, OnesidedRealInputWithLengthAndAxis) {
     }
   }
   // Truncation: dft_length shorter than the signal.
-  auto cut = run_node(make_node("DFT", 2, 1, 17, Attrs{{"axis", int64_t{2}}}), {f32(v, {1, 3, 6, 1}), Tensor::scalar<int64_t>(4)});
+  auto cut = run_node(make_node("DFT", 2, 1, 17, Attrs{{"axis", int64_t{2}}}),
+                      {f32(v, {1, 3, 6, 1}), Tensor::scalar<int64_t>(4)});
   ASSERT_TRUE(cut.ok());
   EXPECT_EQ((*cut)[0].shape(), (Shape{1, 3, 4, 2}));
   EXPECT_NEAR(at((*cut)[0], {0, 0, 0, 0}), v[0] + v[1] + v[2] + v[3], 1e-5);
@@ -412,7 +439,7 @@ TEST(Dft, OnesidedRealInputWithLengthAndAxis) {
 
 TEST(Dft, BadInputsAreErrors) {
   auto x = f32(random_values(8, 1), {1, 4, 2});
-  EXPECT_FALSE(run_node(make_node("DFT", 1, 1, 17, Attrs{{"axis", int64_t{2}}}), {x}).ok());   // the complex dim
+  EXPECT_FALSE(run_node(make_node("DFT", 1, 1, 17, Attrs{{"axis", int64_t{2}}}), {x}).ok());  // the complex dim
   EXPECT_FALSE(run_node(make_node("DFT", 1, 1, 17, Attrs{{"axis", int64_t{5}}}), {x}).ok());
   EXPECT_FALSE(run_node(make_node("DFT", 2, 1, 17), {x, Tensor::scalar<int64_t>(0)}).ok());
   EXPECT_FALSE(run_node(make_node("DFT", 1, 1, 17), {f32(random_values(12, 1), {1, 4, 3})}).ok());
@@ -433,7 +460,8 @@ TEST(Stft, FramesAreWindowedDfts) {
   auto sig = random_values(2 * len, 9);
   std::vector<float> win(n);
   for (int64_t k = 0; k < n; ++k) win[k] = 0.5f - 0.5f * std::cos(2 * std::numbers::pi_v<float> * k / n);
-  auto out = run_node(make_node("STFT", 3, 1, 17), {f32(sig, {2, len, 1}), Tensor::scalar<int64_t>(step), f32(win, {n})});
+  auto out =
+      run_node(make_node("STFT", 3, 1, 17), {f32(sig, {2, len, 1}), Tensor::scalar<int64_t>(step), f32(win, {n})});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const int64_t frames = (len - n) / step + 1;
   ASSERT_EQ((*out)[0].shape(), (Shape{2, frames, n / 2 + 1, 2}));
@@ -452,7 +480,8 @@ TEST(Stft, FramesAreWindowedDfts) {
   EXPECT_FALSE(run_node(make_node("STFT", 4, 1, 17),
                         {f32(sig, {2, len, 1}), Tensor::scalar<int64_t>(step), Tensor(), Tensor::scalar<int64_t>(51)})
                    .ok());
-  EXPECT_FALSE(run_node(make_node("STFT", 3, 1, 17), {f32(sig, {2, len, 1}), Tensor::scalar<int64_t>(0), f32(win, {n})}).ok());
+  EXPECT_FALSE(
+      run_node(make_node("STFT", 3, 1, 17), {f32(sig, {2, len, 1}), Tensor::scalar<int64_t>(0), f32(win, {n})}).ok());
 }
 
 TEST(Windows, KnownValues) {
@@ -481,7 +510,8 @@ TEST(MelWeightMatrix, OnnxExample) {
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   ASSERT_EQ((*out)[0].shape(), (Shape{9, 8}));
   // Rows 0..5 carry the filters (see onnx's melweightmatrix.py); rows 6..8 are empty.
-  const std::vector<std::pair<int64_t, int64_t>> ones = {{0, 0}, {0, 1}, {1, 2}, {1, 3}, {2, 4}, {3, 5}, {4, 6}, {5, 7}};
+  const std::vector<std::pair<int64_t, int64_t>> ones = {{0, 0}, {0, 1}, {1, 2}, {1, 3},
+                                                         {2, 4}, {3, 5}, {4, 6}, {5, 7}};
   for (int64_t r = 0; r < 9; ++r)
     for (int64_t c = 0; c < 8; ++c) {
       const bool one = std::find(ones.begin(), ones.end(), std::make_pair(r, c)) != ones.end();

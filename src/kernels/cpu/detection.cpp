@@ -26,39 +26,60 @@ DataType compute_type(DataType t) { return t == DataType::kFloat64 ? DataType::k
 
 struct Box {
   float y1, x1, y2, x2;  // y1 <= y2, x1 <= x2
-  float area() const { return (y2 - y1) * (x2 - x1); }
+  float area;
 };
 
 Box read_box(const float* b, bool center_point) {
+  Box r;
   if (center_point) {
     const float hw = b[2] / 2, hh = b[3] / 2;
-    return {b[1] - hh, b[0] - hw, b[1] + hh, b[0] + hw};
+    r = {b[1] - hh, b[0] - hw, b[1] + hh, b[0] + hw, 0.f};
+  } else {
+    r = {std::min(b[0], b[2]), std::min(b[1], b[3]), std::max(b[0], b[2]), std::max(b[1], b[3]), 0.f};
   }
-  return {std::min(b[0], b[2]), std::min(b[1], b[3]), std::max(b[0], b[2]), std::max(b[1], b[3])};
+  r.area = (r.y2 - r.y1) * (r.x2 - r.x1);
+  return r;
 }
 
-// IoU > threshold; boxes without area never suppress anything.
-bool suppresses(const Box& a, const Box& b, float iou_threshold) {
-  const float iy1 = std::max(a.y1, b.y1), ix1 = std::max(a.x1, b.x1);
-  const float iy2 = std::min(a.y2, b.y2), ix2 = std::min(a.x2, b.x2);
-  if (iy2 <= iy1 || ix2 <= ix1) return false;
-  const float inter = (iy2 - iy1) * (ix2 - ix1);
-  const float area_a = a.area(), area_b = b.area();
-  if (area_a <= 0 || area_b <= 0) return false;
-  const float uni = area_a + area_b - inter;
-  if (uni <= 0) return false;
-  return inter / uni > iou_threshold;
-}
+// The boxes selected so far for one class, as columns so that testing a
+// candidate against all of them is one branch-free (vectorisable) loop.
+class Kept {
+ public:
+  void clear() { y1_.clear(), x1_.clear(), y2_.clear(), x2_.clear(), area_.clear(); }
+  void push_back(const Box& b) {
+    y1_.push_back(b.y1), x1_.push_back(b.x1), y2_.push_back(b.y2), x2_.push_back(b.x2), area_.push_back(b.area);
+  }
+  // IoU > threshold with any kept box; boxes without area never suppress anything.
+  bool suppresses(const Box& b, float iou_threshold) const {
+    if (b.area <= 0) return false;
+    const size_t n = area_.size();
+    int any = 0;
+    for (size_t j = 0; j < n; ++j) {
+      const float h = std::min(y2_[j], b.y2) - std::max(y1_[j], b.y1);
+      const float w = std::min(x2_[j], b.x2) - std::max(x1_[j], b.x1);
+      const float inter = std::max(h, 0.f) * std::max(w, 0.f);
+      const float uni = area_[j] + b.area - inter;
+      // Lanes where uni is 0 divide by it but are masked off by the other tests.
+      const bool hit = h > 0 && w > 0 && area_[j] > 0 && uni > 0 && inter / uni > iou_threshold;
+      any |= hit;
+    }
+    return any != 0;
+  }
+
+ private:
+  std::vector<float> y1_, x1_, y2_, x2_, area_;
+};
 
 Status compute_nms(KernelContext& ctx) {
-  const Tensor boxes_t = ctx.required_input(0).cast(DataType::kFloat32);
-  const Tensor scores_t = ctx.required_input(1).cast(DataType::kFloat32);
+  auto as_float = [](const Tensor& t) { return t.dtype() == DataType::kFloat32 ? t : t.cast(DataType::kFloat32); };
+  const Tensor boxes_t = as_float(ctx.required_input(0));
+  const Tensor scores_t = as_float(ctx.required_input(1));
   if (boxes_t.rank() != 3 || boxes_t.dim(2) != 4) return ctx.error("boxes must have shape [batch, boxes, 4]");
   if (scores_t.rank() != 3) return ctx.error("scores must have shape [batch, classes, boxes]");
   const int64_t batches = boxes_t.dim(0), num_boxes = boxes_t.dim(1), classes = scores_t.dim(1);
   if (scores_t.dim(0) != batches || scores_t.dim(2) != num_boxes) {
-    return ctx.error("boxes " + shape_to_string(boxes_t.shape()) + " and scores " +
-                     shape_to_string(scores_t.shape()) + " disagree");
+    return ctx.error("boxes " + shape_to_string(boxes_t.shape()) + " and scores " + shape_to_string(scores_t.shape()) +
+                     " disagree");
   }
   int64_t max_out = 0;
   if (const Tensor* t = ctx.input(2); t != nullptr && t->numel() > 0) {
@@ -66,7 +87,8 @@ Status compute_nms(KernelContext& ctx) {
     max_out = std::max<int64_t>(t->int_at(0), 0);
   }
   float iou_threshold = 0.f;
-  if (const Tensor* t = ctx.input(3); t != nullptr && t->numel() > 0) iou_threshold = static_cast<float>(t->float_at(0));
+  if (const Tensor* t = ctx.input(3); t != nullptr && t->numel() > 0)
+    iou_threshold = static_cast<float>(t->float_at(0));
   if (!(iou_threshold >= 0.f && iou_threshold <= 1.f)) return ctx.error("iou_threshold must be in [0, 1]");
   bool has_score_threshold = false;
   float score_threshold = 0.f;
@@ -77,35 +99,41 @@ Status compute_nms(KernelContext& ctx) {
   const int64_t center = ctx.node().attr_int("center_point_box", 0);
   if (center != 0 && center != 1) return ctx.error("center_point_box must be 0 or 1");
 
-  const float* boxes = boxes_t.data<float>();
+  // Corners and areas once per box, shared by every class.
+  const float* raw_boxes = boxes_t.data<float>();
+  std::vector<Box> boxes(static_cast<size_t>(batches * num_boxes));
+  for (int64_t i = 0; i < batches * num_boxes; ++i) boxes[i] = read_box(raw_boxes + i * 4, center == 1);
   const float* scores = scores_t.data<float>();
   const int64_t pairs = batches * classes;
   std::vector<std::vector<int64_t>> selected(static_cast<size_t>(pairs));
   if (max_out > 0) {
     parallel_for(pairs, ctx.threads(), num_boxes * 8, [&](int64_t lo, int64_t hi) {
-      std::vector<int64_t> order;
-      std::vector<Box> kept;
+      struct Candidate {
+        float score;
+        int64_t index;
+      };
+      // Max-heap on score, lower index first on ties: only as many candidates
+      // are ordered as the selection consumes (max_out is usually small).
+      auto lower = [](const Candidate& x, const Candidate& y) {
+        return x.score < y.score || (x.score == y.score && x.index > y.index);
+      };
+      std::vector<Candidate> heap;
+      Kept kept;
       for (int64_t p = lo; p < hi; ++p) {
         const int64_t b = p / classes;
         const float* s = scores + p * num_boxes;
-        order.clear();
+        heap.clear();
         for (int64_t i = 0; i < num_boxes; ++i) {
-          if (!has_score_threshold || s[i] > score_threshold) order.push_back(i);
+          if (!has_score_threshold || s[i] > score_threshold) heap.push_back({s[i], i});
         }
-        // Highest score first; ties keep the lower index first.
-        std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return s[x] > s[y]; });
+        std::make_heap(heap.begin(), heap.end(), lower);
         kept.clear();
-        for (int64_t i : order) {
-          if (static_cast<int64_t>(selected[p].size()) >= max_out) break;
-          const Box box = read_box(boxes + (b * num_boxes + i) * 4, center == 1);
-          bool keep = true;
-          for (const Box& k : kept) {
-            if (suppresses(k, box, iou_threshold)) {
-              keep = false;
-              break;
-            }
-          }
-          if (keep) {
+        while (!heap.empty() && static_cast<int64_t>(selected[p].size()) < max_out) {
+          std::pop_heap(heap.begin(), heap.end(), lower);
+          const int64_t i = heap.back().index;
+          heap.pop_back();
+          const Box& box = boxes[b * num_boxes + i];
+          if (!kept.suppresses(box, iou_threshold)) {
             kept.push_back(box);
             selected[p].push_back(i);
           }
@@ -221,7 +249,8 @@ Status compute_roi_align(KernelContext& ctx) {
   const graph::Node& node = ctx.node();
   if (X_in.rank() != 4) return ctx.error("X must be 4-D [N, C, H, W]");
   if (rois_in.rank() != 2 || rois_in.dim(1) != 4) return ctx.error("rois must have shape [num_rois, 4]");
-  if (idx_in.rank() != 1 || idx_in.dim(0) != rois_in.dim(0)) return ctx.error("batch_indices must have shape [num_rois]");
+  if (idx_in.rank() != 1 || idx_in.dim(0) != rois_in.dim(0))
+    return ctx.error("batch_indices must have shape [num_rois]");
   if (!dtype_is_integer(idx_in.dtype())) return ctx.error("batch_indices must be an integer tensor");
   const std::string mode = node.attr_string("mode", "avg");
   if (mode != "avg" && mode != "max") return ctx.error("mode must be 'avg' or 'max'");
@@ -237,7 +266,8 @@ Status compute_roi_align(KernelContext& ctx) {
   const int64_t num_rois = rois_in.dim(0);
   const std::vector<int64_t> batch_idx = idx_in.to_int64_vector();
   for (int64_t b : batch_idx) {
-    if (b < 0 || b >= N) return ctx.error("batch index " + std::to_string(b) + " out of range [0, " + std::to_string(N) + ")");
+    if (b < 0 || b >= N)
+      return ctx.error("batch index " + std::to_string(b) + " out of range [0, " + std::to_string(N) + ")");
   }
   if (num_rois > 0 && (H == 0 || W == 0)) return ctx.error("X has an empty spatial extent");
   if (oh > (int64_t{1} << 20) || ow > (int64_t{1} << 20) || sampling_ratio > (int64_t{1} << 20)) {

@@ -58,8 +58,8 @@ T pad_coord(T x, int64_t size, Padding p, bool align_corners) {
   return x;
 }
 
-double cubic_w1(double x, double A) { return ((A + 2) * x - (A + 3)) * x * x + 1; }          // |x| <= 1
-double cubic_w2(double x, double A) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; }   // 1 < |x| < 2
+double cubic_w1(double x, double A) { return ((A + 2) * x - (A + 3)) * x * x + 1; }        // |x| <= 1
+double cubic_w2(double x, double A) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; }  // 1 < |x| < 2
 
 void cubic_weights(double t, double w[4]) {
   constexpr double A = -0.75;
@@ -168,7 +168,8 @@ Status compute_grid_sample(KernelContext& ctx) {
     return ctx.error("unknown padding_mode '" + padding + "'");
   }
   p.align_corners = node.attr_int("align_corners", 0) != 0;
-  if (X_in.rank() != 4) return ctx.error("only 4-D input [N, C, H, W] is supported, got " + shape_to_string(X_in.shape()));
+  if (X_in.rank() != 4)
+    return ctx.error("only 4-D input [N, C, H, W] is supported, got " + shape_to_string(X_in.shape()));
   if (grid_in.rank() != 4 || grid_in.dim(3) != 2 || grid_in.dim(0) != X_in.dim(0)) {
     return ctx.error("grid must have shape [N, H_out, W_out, 2] with N = " + std::to_string(X_in.dim(0)));
   }

@@ -57,17 +57,18 @@ struct AxisPlan {
 
 struct AxisTaps {
   int64_t taps = 1;
-  std::vector<int64_t> idx;     // [out * taps], clamped into [0, in)
-  std::vector<double> w;        // [out * taps]
-  std::vector<uint8_t> outside; // [out]: 1 where the output takes the extrapolation value
-  bool identity = false;        // output o is exactly input o
+  std::vector<int64_t> idx;      // [out * taps], clamped into [0, in)
+  std::vector<double> w;         // [out * taps]
+  std::vector<uint8_t> outside;  // [out]: 1 where the output takes the extrapolation value
+  bool identity = false;         // output o is exactly input o
 };
 
 double source_coord(const ResizeAttrs& a, const AxisPlan& p, int64_t xi) {
   const double x = static_cast<double>(xi);
   const double in = static_cast<double>(p.in);
   switch (a.coord) {
-    case Coord::kHalfPixel: return (x + 0.5) / p.scale - 0.5;
+    case Coord::kHalfPixel:
+      return (x + 0.5) / p.scale - 0.5;
     case Coord::kHalfPixelSymmetric: {
       const double adjustment = static_cast<double>(p.out) / p.length_resized;
       const double offset = in / 2 * (1 - adjustment);
@@ -75,10 +76,14 @@ double source_coord(const ResizeAttrs& a, const AxisPlan& p, int64_t xi) {
     }
     // The spec and ONNX Runtime say 0 for a length-1 output (the 1.12 numpy reference used -0.5;
     // for linear both read input 0).
-    case Coord::kPytorchHalfPixel: return p.length_resized > 1 ? (x + 0.5) / p.scale - 0.5 : 0.0;
-    case Coord::kAlignCorners: return p.length_resized == 1 ? 0.0 : x * (in - 1) / (p.length_resized - 1);
-    case Coord::kAsymmetric: return x / p.scale;
-    case Coord::kTfHalfPixelForNn: return (x + 0.5) / p.scale;
+    case Coord::kPytorchHalfPixel:
+      return p.length_resized > 1 ? (x + 0.5) / p.scale - 0.5 : 0.0;
+    case Coord::kAlignCorners:
+      return p.length_resized == 1 ? 0.0 : x * (in - 1) / (p.length_resized - 1);
+    case Coord::kAsymmetric:
+      return x / p.scale;
+    case Coord::kTfHalfPixelForNn:
+      return (x + 0.5) / p.scale;
     case Coord::kTfCropAndResize: {
       const double span = p.roi_end - p.roi_start;
       const double base = p.roi_start * (in - 1);
@@ -91,11 +96,16 @@ double source_coord(const ResizeAttrs& a, const AxisPlan& p, int64_t xi) {
 int64_t nearest_index(NearestMode m, double x, bool shrinking) {
   const double fl = std::floor(x);
   switch (m) {
-    case NearestMode::kRoundPreferFloor: return static_cast<int64_t>(x - fl == 0.5 ? fl : std::round(x));
-    case NearestMode::kRoundPreferCeil: return static_cast<int64_t>(x - fl == 0.5 ? fl + 1 : std::round(x));
-    case NearestMode::kFloor: return static_cast<int64_t>(fl);
-    case NearestMode::kCeil: return static_cast<int64_t>(std::ceil(x));
-    case NearestMode::kSimple: return static_cast<int64_t>(shrinking ? std::ceil(x) : fl);
+    case NearestMode::kRoundPreferFloor:
+      return static_cast<int64_t>(x - fl == 0.5 ? fl : std::round(x));
+    case NearestMode::kRoundPreferCeil:
+      return static_cast<int64_t>(x - fl == 0.5 ? fl + 1 : std::round(x));
+    case NearestMode::kFloor:
+      return static_cast<int64_t>(fl);
+    case NearestMode::kCeil:
+      return static_cast<int64_t>(std::ceil(x));
+    case NearestMode::kSimple:
+      return static_cast<int64_t>(shrinking ? std::ceil(x) : fl);
   }
   return static_cast<int64_t>(fl);
 }
@@ -193,9 +203,8 @@ void gather_nearest(const Tensor& X, Tensor& Y, const std::vector<AxisTaps>& tap
   std::vector<int64_t> last_off(static_cast<size_t>(inner), 0);
   const int64_t last_stride = rank ? strides[rank - 1] : 1;
   for (int64_t j = 0; j < inner && rank; ++j) last_off[j] = taps[rank - 1].idx[j] * last_stride;
-  const bool last_any_outside =
-      rank && std::find(taps[rank - 1].outside.begin(), taps[rank - 1].outside.end(), uint8_t{1}) !=
-                  taps[rank - 1].outside.end();
+  const bool last_any_outside = rank && std::find(taps[rank - 1].outside.begin(), taps[rank - 1].outside.end(),
+                                                  uint8_t{1}) != taps[rank - 1].outside.end();
   parallel_for(rows, threads, inner, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
       int64_t rem = row, base = 0;
@@ -249,7 +258,8 @@ struct Filter {
   std::vector<C> w;
   const uint8_t* outside = nullptr;
   bool any_outside = false;
-  explicit Filter(const AxisTaps& t) : taps(t.taps), idx(t.idx.data()), w(t.w.begin(), t.w.end()), outside(t.outside.data()) {
+  explicit Filter(const AxisTaps& t)
+      : taps(t.taps), idx(t.idx.data()), w(t.w.begin(), t.w.end()), outside(t.outside.data()) {
     any_outside = std::find(t.outside.begin(), t.outside.end(), uint8_t{1}) != t.outside.end();
   }
 };
@@ -414,9 +424,8 @@ Status run_resize(KernelContext& ctx, const ResizeAttrs& attrs, const std::vecto
   std::vector<AxisTaps> taps;
   for (const AxisPlan& p : plans) taps.push_back(build_taps(attrs, p));
   if (attrs.mode == Mode::kNearest) {
-    dispatch_all(X.dtype(), "Resize", [&](auto tag) {
-      gather_nearest<decltype(tag)>(X, Y, taps, attrs.extrapolation, ctx.threads());
-    });
+    dispatch_all(X.dtype(), "Resize",
+                 [&](auto tag) { gather_nearest<decltype(tag)>(X, Y, taps, attrs.extrapolation, ctx.threads()); });
     return Status::Ok();
   }
   const DataType dt = X.dtype();
@@ -426,9 +435,8 @@ Status run_resize(KernelContext& ctx, const ResizeAttrs& attrs, const std::vecto
   } else if (dt == DataType::kBFloat16) {
     interpolate<BFloat16>(X, Y, taps, attrs.extrapolation, ctx.threads());
   } else {
-    dispatch_numeric(dt, "Resize", [&](auto tag) {
-      interpolate<decltype(tag)>(X, Y, taps, attrs.extrapolation, ctx.threads());
-    });
+    dispatch_numeric(dt, "Resize",
+                     [&](auto tag) { interpolate<decltype(tag)>(X, Y, taps, attrs.extrapolation, ctx.threads()); });
   }
   return Status::Ok();
 }
@@ -613,8 +621,8 @@ Status compute_upsample(KernelContext& ctx) {
     scales = ctx.node().attr_floats("scales");
   }
   if (static_cast<int64_t>(scales.size()) != X.rank()) {
-    return ctx.error("scales has " + std::to_string(scales.size()) + " values for a rank-" +
-                     std::to_string(X.rank()) + " input");
+    return ctx.error("scales has " + std::to_string(scales.size()) + " values for a rank-" + std::to_string(X.rank()) +
+                     " input");
   }
   std::vector<AxisPlan> plans(scales.size());
   for (size_t d = 0; d < scales.size(); ++d) {

@@ -2,8 +2,8 @@
 //
 // Each direction first projects the whole input sequence at once (one matrix
 // product over seq*batch rows, biases folded in), then walks the sequence doing
-// one small product with the recurrent weights per step. Products read the
-// weights as stored, so nothing is transposed per call.
+// one small product with the recurrent weights per step (rnn_math.hpp: batches
+// of one or two read the weights as stored; larger ones use a transposed copy).
 //
 // sequence_lens: batch entry b only runs its first len_b steps; a reverse
 // direction walks those len_b steps backwards. Y is zero past len_b and Y_h /
@@ -18,274 +18,25 @@
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/rnn_math.hpp"
 
 namespace deskml::kernels::cpu {
 namespace {
 
-// --- matrix products ----------------------------------------------------------------
-//
-// Written with GCC/Clang vector extensions: 32-byte vectors are one AVX register
-// or two SSE ones, so the same code is register-tiled on either.
+using rnn_math::activate;
+using rnn_math::Activation;
+using rnn_math::ActKind;
+using rnn_math::ActSpec;
+using rnn_math::clip_values;
+using rnn_math::kActSpecs;
+using rnn_math::WeightMatrix;
 
-template <typename T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(32)));
-};
-template <typename T>
-using Vec = typename VecOf<T>::type;
-template <typename T>
-inline constexpr int64_t kLanes = static_cast<int64_t>(32 / sizeof(T));
-
-// Vectors travel by reference: passing 32-byte vectors by value changes the ABI without AVX.
-#define DESKML_LOAD_VEC(v, p) std::memcpy(&(v), (p), sizeof(v))
-template <typename T>
-inline void store_vec(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-template <typename T>
-inline T hsum(const Vec<T>& v) {
-  T s = 0;
-  for (int64_t l = 0; l < kLanes<T>; ++l) s += v[l];
-  return s;
-}
-
-// C[m, n] (+)= dot(A[m, :], B[n, :]) for a few rows m and n in [n0, n1): B in its
-// stored [N, K] layout, for the matrix-vector products of small batches.
-template <typename T>
-void gemm_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-              int64_t ldc, bool accumulate) {
-  constexpr int64_t L = kLanes<T>;
-  for (int64_t m = 0; m < M; ++m) {
-    const T* a = A + m * lda;
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* b = B + n * ldb;
-      Vec<T> acc0 = {}, acc1 = {};
-      int64_t k = 0;
-      for (; k + 2 * L <= K; k += 2 * L) {
-        Vec<T> a0, b0, a1, b1;
-        DESKML_LOAD_VEC(a0, a + k);
-        DESKML_LOAD_VEC(b0, b + k);
-        DESKML_LOAD_VEC(a1, a + k + L);
-        DESKML_LOAD_VEC(b1, b + k + L);
-        acc0 += a0 * b0;
-        acc1 += a1 * b1;
-      }
-      acc0 += acc1;
-      T s = hsum<T>(acc0);
-      for (; k < K; ++k) s += a[k] * b[k];
-      T* c = C + m * ldc + n;
-      *c = accumulate ? *c + s : s;
-    }
-  }
-}
-
-// C[m0:m1, n0:n1] (+)= A[m0:m1, :K] * Bt[:K, n0:n1] with Bt in [K, N] layout:
-// 4 rows x one vector of columns stay in registers across the whole K loop.
-template <typename T>
-void gemm_tiles(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* Bt,
-                int64_t ldb, T* C, int64_t ldc, bool accumulate) {
-  constexpr int64_t L = kLanes<T>;
-  int64_t n = n0;
-  for (; n + L <= n1; n += L) {
-    int64_t m = m0;
-    for (; m + 4 <= m1; m += 4) {
-      const T* a = A + m * lda;
-      Vec<T> c0 = {}, c1 = {}, c2 = {}, c3 = {};
-      const T* b = Bt + n;
-      for (int64_t k = 0; k < K; ++k, b += ldb) {
-        Vec<T> bv;
-        DESKML_LOAD_VEC(bv, b);
-        c0 += a[k] * bv;
-        c1 += a[lda + k] * bv;
-        c2 += a[2 * lda + k] * bv;
-        c3 += a[3 * lda + k] * bv;
-      }
-      T* c = C + m * ldc + n;
-      if (accumulate) {
-        Vec<T> p0, p1, p2, p3;
-        DESKML_LOAD_VEC(p0, c);
-        DESKML_LOAD_VEC(p1, c + ldc);
-        DESKML_LOAD_VEC(p2, c + 2 * ldc);
-        DESKML_LOAD_VEC(p3, c + 3 * ldc);
-        c0 += p0;
-        c1 += p1;
-        c2 += p2;
-        c3 += p3;
-      }
-      store_vec(c, c0);
-      store_vec(c + ldc, c1);
-      store_vec(c + 2 * ldc, c2);
-      store_vec(c + 3 * ldc, c3);
-    }
-    for (; m < m1; ++m) {
-      const T* a = A + m * lda;
-      Vec<T> c0 = {};
-      const T* b = Bt + n;
-      for (int64_t k = 0; k < K; ++k, b += ldb) {
-        Vec<T> bv;
-        DESKML_LOAD_VEC(bv, b);
-        c0 += a[k] * bv;
-      }
-      T* c = C + m * ldc + n;
-      if (accumulate) {
-        Vec<T> p0;
-        DESKML_LOAD_VEC(p0, c);
-        c0 += p0;
-      }
-      store_vec(c, c0);
-    }
-  }
-  for (; n < n1; ++n) {  // fewer columns than a vector
-    for (int64_t m = m0; m < m1; ++m) {
-      T s = 0;
-      for (int64_t k = 0; k < K; ++k) s += A[m * lda + k] * Bt[k * ldb + n];
-      T* c = C + m * ldc + n;
-      *c = accumulate ? *c + s : s;
-    }
-  }
-}
-
-// A weight matrix W [N, K] (ONNX stores W and R as [gates*hidden, in]) that
-// multiplies row blocks: C[:, n0:n1] (+)= A * W[n0:n1, :]^T. One or two rows use
-// dot products on W as stored (the streaming, batch-1 case pays no transpose);
-// more rows use register tiles on a [K, N] copy made once per call.
-template <typename T>
-class WeightMatrix {
- public:
-  WeightMatrix(const T* w, int64_t N, int64_t K) : w_(w), N_(N), K_(K) {}
-
-  void multiply(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, bool accumulate, int64_t n0, int64_t n1,
-                int threads) {
-    const int64_t N = n1 - n0;
-    if (M <= 0 || N <= 0) return;
-    if (M < 4) {
-      constexpr int64_t kChunk = 16;
-      parallel_for((N + kChunk - 1) / kChunk, threads, kChunk * M * K_, [&](int64_t lo, int64_t hi) {
-        gemm_dot(M, n0 + lo * kChunk, std::min(n1, n0 + hi * kChunk), K_, A, lda, w_, K_, C - n0, ldc, accumulate);
-      });
-      return;
-    }
-    if (wt_.empty()) {
-      wt_.resize(static_cast<size_t>(N_ * K_));
-      for (int64_t n = 0; n < N_; ++n) {
-        for (int64_t k = 0; k < K_; ++k) wt_[k * N_ + n] = w_[n * K_ + k];
-      }
-    }
-    const T* bt = wt_.data();
-    if (M >= 16 * static_cast<int64_t>(threads)) {
-      // Column panels of about 256 KiB stay in cache while every row block passes over them.
-      const int64_t panel = std::max<int64_t>(kLanes<T>, (int64_t{64} << 10) / std::max<int64_t>(K_, 1) / kLanes<T> * kLanes<T>);
-      parallel_for((M + 3) / 4, threads, 4 * N * K_, [&](int64_t lo, int64_t hi) {
-        for (int64_t p = n0; p < n1; p += panel) {
-          gemm_tiles(lo * 4, std::min(M, hi * 4), p, std::min(n1, p + panel), K_, A, lda, bt, N_, C - n0, ldc,
-                     accumulate);
-        }
-      });
-    } else {
-      const int64_t chunk = 4 * kLanes<T>;
-      parallel_for((N + chunk - 1) / chunk, threads, chunk * M * K_, [&](int64_t lo, int64_t hi) {
-        gemm_tiles(0, M, n0 + lo * chunk, std::min(n1, n0 + hi * chunk), K_, A, lda, bt, N_, C - n0, ldc,
-                   accumulate);
-      });
-    }
-  }
-
- private:
-  const T* w_;
-  int64_t N_, K_;
-  std::vector<T> wt_;
-};
-
-// --- activations ---------------------------------------------------------------
-
-enum class ActKind { kSigmoid, kTanh, kRelu, kAffine, kLeakyRelu, kThresholdedRelu, kScaledTanh, kHardSigmoid,
-                     kElu, kSoftsign, kSoftplus };
-
-struct Activation {
-  ActKind kind = ActKind::kSigmoid;
-  float alpha = 0.f;
-  float beta = 0.f;
-};
-
-struct ActSpec {
-  const char* name;
-  ActKind kind;
-  bool uses_alpha, uses_beta;
-  float alpha, beta;  // defaults
-};
-
-constexpr ActSpec kActSpecs[] = {
-    {"sigmoid", ActKind::kSigmoid, false, false, 0.f, 0.f},
-    {"tanh", ActKind::kTanh, false, false, 0.f, 0.f},
-    {"relu", ActKind::kRelu, false, false, 0.f, 0.f},
-    {"affine", ActKind::kAffine, true, true, 1.f, 0.f},
-    {"leakyrelu", ActKind::kLeakyRelu, true, false, 0.01f, 0.f},
-    {"thresholdedrelu", ActKind::kThresholdedRelu, true, false, 1.f, 0.f},
-    {"scaledtanh", ActKind::kScaledTanh, true, true, 1.f, 1.f},
-    {"hardsigmoid", ActKind::kHardSigmoid, true, true, 0.2f, 0.5f},
-    {"elu", ActKind::kElu, true, false, 1.f, 0.f},
-    {"softsign", ActKind::kSoftsign, false, false, 0.f, 0.f},
-    {"softplus", ActKind::kSoftplus, false, false, 0.f, 0.f},
-};
-
-// Applies `a` in place to n values; the switch sits outside the element loop.
-template <typename T>
-void activate(const Activation& a, T* x, int64_t n) {
-  const T alpha = static_cast<T>(a.alpha), beta = static_cast<T>(a.beta);
-  switch (a.kind) {
-    case ActKind::kSigmoid:
-      for (int64_t i = 0; i < n; ++i) x[i] = T(1) / (T(1) + std::exp(-x[i]));
-      break;
-    case ActKind::kTanh:
-      for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
-      break;
-    case ActKind::kRelu:
-      for (int64_t i = 0; i < n; ++i) x[i] = std::max(x[i], T(0));
-      break;
-    case ActKind::kAffine:
-      for (int64_t i = 0; i < n; ++i) x[i] = alpha * x[i] + beta;
-      break;
-    case ActKind::kLeakyRelu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= T(0) ? x[i] : alpha * x[i];
-      break;
-    case ActKind::kThresholdedRelu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > alpha ? x[i] : T(0);
-      break;
-    case ActKind::kScaledTanh:
-      for (int64_t i = 0; i < n; ++i) x[i] = alpha * std::tanh(beta * x[i]);
-      break;
-    case ActKind::kHardSigmoid:
-      for (int64_t i = 0; i < n; ++i) x[i] = std::clamp(alpha * x[i] + beta, T(0), T(1));
-      break;
-    case ActKind::kElu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= T(0) ? x[i] : alpha * (std::exp(x[i]) - T(1));
-      break;
-    case ActKind::kSoftsign:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (T(1) + std::abs(x[i]));
-      break;
-    case ActKind::kSoftplus:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
-      break;
-  }
-}
-
-template <typename T>
-void clip_values(T* x, int64_t n, T clip) {
-  for (int64_t i = 0; i < n; ++i) x[i] = std::clamp(x[i], -clip, clip);
-}
+// --- attributes and shapes -------------------------------------------------------
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
-
-// --- attributes and shapes -------------------------------------------------------
 
 enum class Cell { kLstm, kGru, kRnn };
 
@@ -298,9 +49,9 @@ struct RnnConfig {
   int64_t layout = 0;
   bool has_clip = false;
   double clip = 0;
-  bool input_forget = false;       // LSTM
+  bool input_forget = false;         // LSTM
   bool linear_before_reset = false;  // GRU
-  std::vector<Activation> acts;    // per direction: LSTM f,g,h; GRU f,g; RNN f
+  std::vector<Activation> acts;      // per direction: LSTM f,g,h; GRU f,g; RNN f
   int64_t acts_per_dir = 1;
   std::vector<int64_t> lens;  // per batch entry
   bool uniform_lens = true;   // every entry runs the full sequence
@@ -312,9 +63,15 @@ Status parse_activations(const KernelContext& ctx, RnnConfig& cfg) {
   if (node.has_attr("activations")) names = node.attr_strings("activations");
   std::vector<std::string> defaults;
   switch (cfg.cell) {
-    case Cell::kLstm: defaults = {"Sigmoid", "Tanh", "Tanh"}; break;
-    case Cell::kGru: defaults = {"Sigmoid", "Tanh"}; break;
-    case Cell::kRnn: defaults = {"Tanh"}; break;
+    case Cell::kLstm:
+      defaults = {"Sigmoid", "Tanh", "Tanh"};
+      break;
+    case Cell::kGru:
+      defaults = {"Sigmoid", "Tanh"};
+      break;
+    case Cell::kRnn:
+      defaults = {"Tanh"};
+      break;
   }
   cfg.acts_per_dir = static_cast<int64_t>(defaults.size());
   if (names.empty()) {
@@ -382,8 +139,8 @@ Status parse_config(const KernelContext& ctx, Cell cell, RnnConfig& cfg) {
   cfg.input = X.dim(2);
   cfg.hidden = R.dim(2);
   if (node.has_attr("hidden_size") && node.attr_int("hidden_size", 0) != cfg.hidden) {
-    return ctx.error("hidden_size attribute " + std::to_string(node.attr_int("hidden_size", 0)) +
-                     " does not match R " + shape_to_string(R.shape()));
+    return ctx.error("hidden_size attribute " + std::to_string(node.attr_int("hidden_size", 0)) + " does not match R " +
+                     shape_to_string(R.shape()));
   }
   const int64_t gh = cfg.gates * cfg.hidden;
   if (W.shape() != Shape{cfg.num_dir, gh, cfg.input}) {
@@ -529,9 +286,15 @@ class Direction {
       }
     }
     switch (c_.cell) {
-      case Cell::kLstm: lstm_step(s); break;
-      case Cell::kGru: gru_step(s); break;
-      case Cell::kRnn: rnn_step(s); break;
+      case Cell::kLstm:
+        lstm_step(s);
+        break;
+      case Cell::kGru:
+        gru_step(s);
+        break;
+      case Cell::kRnn:
+        rnn_step(s);
+        break;
     }
   }
 
@@ -702,9 +465,9 @@ Status compute_rnn(KernelContext& ctx, Cell cell) {
     if (i == 4) continue;  // sequence_lens is already parsed
     const Tensor* t = ctx.input(i);
     if (t == nullptr) continue;
-    if (t->dtype() != dt) return ctx.error("input " + std::to_string(i) + " has type " +
-                                           std::string(dtype_name(t->dtype())) + ", expected " +
-                                           std::string(dtype_name(dt)));
+    if (t->dtype() != dt)
+      return ctx.error("input " + std::to_string(i) + " has type " + std::string(dtype_name(t->dtype())) +
+                       ", expected " + std::string(dtype_name(dt)));
     in[i] = t->dtype() == compute ? *t : t->cast(compute);
   }
   RnnOutputs out = compute == DataType::kFloat64 ? run_typed<double>(ctx, cfg, in) : run_typed<float>(ctx, cfg, in);

@@ -61,7 +61,9 @@ class FftPlan {
   // data: n values in, n values out. scratch is reused between calls.
   void run(cd* data, std::vector<cd>& scratch) const {
     switch (kind_) {
-      case Kind::kRadix2: radix2(data, n_, twiddles_, bitrev_); break;
+      case Kind::kRadix2:
+        radix2(data, n_, twiddles_, bitrev_);
+        break;
       case Kind::kDirect: {
         scratch.assign(data, data + n_);
         for (int64_t k = 0; k < n_; ++k) {
@@ -131,7 +133,8 @@ class FftPlan {
 };
 
 int64_t scalar_int(const KernelContext& ctx, const Tensor& t, const char* what) {
-  if (!dtype_is_integer(t.dtype()) || t.numel() != 1) throw_status(ctx.error(std::string(what) + " must be an integer scalar"));
+  if (!dtype_is_integer(t.dtype()) || t.numel() != 1)
+    throw_status(ctx.error(std::string(what) + " must be an integer scalar"));
   return t.int_at(0);
 }
 
@@ -203,9 +206,7 @@ Status compute_dft(KernelContext& ctx) {
   const Tensor X = X_in.dtype() == ct ? X_in : X_in.cast(ct);
   Tensor Y(ct, out_shape);
   if (Y.numel() > 0) {
-    dispatch_float(ct, "DFT", [&](auto tag) {
-      run_dft<decltype(tag)>(X, Y, axis, n, bins, inverse, ctx.threads());
-    });
+    dispatch_float(ct, "DFT", [&](auto tag) { run_dft<decltype(tag)>(X, Y, axis, n, bins, inverse, ctx.threads()); });
   }
   ctx.set_output(0, Y.dtype() == X_in.dtype() ? Y : Y.cast(X_in.dtype()));
   return Status::Ok();
@@ -214,8 +215,8 @@ Status compute_dft(KernelContext& ctx) {
 // --- STFT ---------------------------------------------------------------------------
 
 template <typename T>
-void run_stft(const Tensor& S, const Tensor* window, Tensor& Y, int64_t n, int64_t step, int64_t frames,
-              int64_t bins, int threads) {
+void run_stft(const Tensor& S, const Tensor* window, Tensor& Y, int64_t n, int64_t step, int64_t frames, int64_t bins,
+              int threads) {
   const int64_t batch = S.dim(0), len = S.dim(1), in_c = S.dim(2);
   const T* src = S.data<T>();
   std::vector<double> win(static_cast<size_t>(n), 1.0);
@@ -270,9 +271,8 @@ Status compute_stft(KernelContext& ctx) {
   const Tensor S = S_in.dtype() == ct ? S_in : S_in.cast(ct);
   Tensor Y(ct, {S.dim(0), frames, bins, 2});
   if (Y.numel() > 0) {
-    dispatch_float(ct, "STFT", [&](auto tag) {
-      run_stft<decltype(tag)>(S, window, Y, n, step, frames, bins, ctx.threads());
-    });
+    dispatch_float(ct, "STFT",
+                   [&](auto tag) { run_stft<decltype(tag)>(S, window, Y, n, step, frames, bins, ctx.threads()); });
   }
   ctx.set_output(0, Y.dtype() == S_in.dtype() ? Y : Y.cast(S_in.dtype()));
   return Status::Ok();
