@@ -92,9 +92,10 @@ struct Inference {
     return out;
   }
 
+  // Strict: a rank-0 value has no axis (callers index vectors of `rank` entries with the result).
   static std::optional<int64_t> norm_axis(int64_t axis, size_t rank) {
     const auto r = static_cast<int64_t>(rank);
-    if (axis < -r || axis >= std::max<int64_t>(r, 1)) return std::nullopt;
+    if (axis < -r || axis >= r) return std::nullopt;
     return axis < 0 ? axis + r : axis;
   }
 
