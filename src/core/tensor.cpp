@@ -14,8 +14,24 @@ constexpr size_t kAlignment = 64;
 
 std::shared_ptr<void> allocate_storage(DataType dtype, int64_t numel) {
   if (dtype == DataType::kString) {
-    return std::shared_ptr<void>(new std::string[static_cast<size_t>(std::max<int64_t>(numel, 1))],
-                                 [](void* p) { delete[] static_cast<std::string*>(p); });
+    // Raw nothrow storage and placement-new, so a data-driven huge string tensor
+    // becomes ResourceExhausted instead of an uncatchable allocator abort.
+    const size_t count = static_cast<size_t>(std::max<int64_t>(numel, 1));
+    if (count > std::numeric_limits<size_t>::max() / sizeof(std::string)) {
+      throw_status(Status(StatusCode::kResourceExhausted, "string tensor of " + std::to_string(numel) + " elements"));
+    }
+    void* raw = ::operator new(count * sizeof(std::string), std::nothrow);
+    if (raw == nullptr) {
+      throw_status(Status(StatusCode::kResourceExhausted, "out of memory allocating a string tensor of " +
+                                                              std::to_string(numel) + " elements"));
+    }
+    auto* strings = static_cast<std::string*>(raw);
+    for (size_t i = 0; i < count; ++i) new (strings + i) std::string();
+    return std::shared_ptr<void>(raw, [count](void* p) {
+      auto* s = static_cast<std::string*>(p);
+      for (size_t i = 0; i < count; ++i) s[i].~basic_string();
+      ::operator delete(p);
+    });
   }
   size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype);
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -82,7 +98,11 @@ Tensor Tensor::wrap(DataType dtype, Shape shape, void* data, std::shared_ptr<voi
   return t;
 }
 
-int64_t Tensor::dim(int64_t axis) const { return shape_[static_cast<size_t>(normalize_axis_or_throw(axis, rank()))]; }
+int64_t Tensor::dim(int64_t axis) const {
+  // normalize_axis lets axis 0 through for a scalar (ops such as Concat allow it); a scalar still has no dims.
+  if (rank() == 0) throw_status(invalid_argument("a scalar tensor has no axis " + std::to_string(axis)));
+  return shape_[static_cast<size_t>(normalize_axis_or_throw(axis, rank()))];
+}
 
 void Tensor::check_type(DataType requested) const {
   if (requested != dtype_) {

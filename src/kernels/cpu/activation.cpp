@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/elementwise_common.hpp"
+#include "kernels/cpu/int_arith.hpp"
 
 namespace deskml::kernels::cpu {
 
@@ -66,7 +67,7 @@ Status prelu_kernel(KernelContext& ctx) {
     using T = decltype(tag);
     binary_apply<T, T, T>(x, slope, y, ctx.threads(), 1, [](auto v, auto s) {
       using C = decltype(v);
-      return select(v < C(0), static_cast<C>(v * s), v);
+      return select(v < C(0), mul_wrap<C>(v, static_cast<C>(s)), v);
     });
   });
   return Status::Ok();

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/elementwise_common.hpp"
+#include "kernels/cpu/int_arith.hpp"
 
 namespace deskml::kernels::cpu {
 
@@ -40,35 +41,6 @@ void dispatch_set(DataType t, std::string_view what, Fn&& fn) {
     fn(bool{});
   } else {
     dispatch_all(t, what, fn);
-  }
-}
-
-// Unsigned arithmetic wide enough that integer promotion cannot overflow a signed int.
-template <typename T>
-using wrap_t = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
-
-template <typename T>
-inline T add_wrap(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<T>(static_cast<wrap_t<T>>(a) + static_cast<wrap_t<T>>(b));
-  } else {
-    return a + b;
-  }
-}
-template <typename T>
-inline T sub_wrap(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<T>(static_cast<wrap_t<T>>(a) - static_cast<wrap_t<T>>(b));
-  } else {
-    return a - b;
-  }
-}
-template <typename T>
-inline T mul_wrap(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<T>(static_cast<wrap_t<T>>(a) * static_cast<wrap_t<T>>(b));
-  } else {
-    return a * b;
   }
 }
 

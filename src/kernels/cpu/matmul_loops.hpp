@@ -9,6 +9,7 @@
 
 #include "core/tensor.hpp"
 #include "kernels/cpu/common.hpp"
+#include "kernels/cpu/int_arith.hpp"
 
 namespace deskml::kernels::cpu {
 
@@ -30,7 +31,7 @@ void gemm_rows(int64_t row_begin, int64_t row_end, int64_t n, int64_t k, const T
     for (int64_t p = 0; p < k; ++p) {
       const Acc av = static_cast<Acc>(arow[p]);
       const TB* brow = b + p * ldb;
-      for (int64_t j = 0; j < n; ++j) acc[j] += av * static_cast<Acc>(brow[j]);
+      for (int64_t j = 0; j < n; ++j) acc[j] = add_wrap(acc[j], mul_wrap(av, static_cast<Acc>(brow[j])));
     }
     TC* crow = c + i * ldc;
     for (int64_t j = 0; j < n; ++j) crow[j] = static_cast<TC>(acc[j]);

@@ -206,7 +206,9 @@ void pool_rows(const PoolGeometry& g3, bool count_include_pad, double p, const T
     col_hi.push_back(std::max(std::min(hi, ow), std::min(lo, ow)));
   }
   const C init = kKind == PoolKind::kMax ? std::numeric_limits<C>::lowest() : C(0);
-  const C pc = static_cast<C>(p), inv_p = static_cast<C>(1.0 / p);
+  // p only matters to LpPool (float types); Max/Average pass p = 0, whose 1/p must not reach an integer C.
+  const bool lp = kKind == PoolKind::kLp && p != 0.0;
+  const C pc = lp ? static_cast<C>(p) : C(0), inv_p = lp ? static_cast<C>(1.0 / p) : C(0);
   const int64_t window = g3.kernel[0] * g3.kernel[1] * g3.kernel[2];
   parallel_for(g3.batch * g3.channels, threads, out_plane * window, [&](int64_t lo, int64_t hi) {
     std::vector<C> acc(static_cast<size_t>(ow));

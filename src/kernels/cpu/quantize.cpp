@@ -25,6 +25,7 @@ QuantParams quant_params(const KernelContext& ctx, const Tensor& x, const Tensor
   if (scale.rank() != 1 || ctx.opset() < 13) {
     throw_status(ctx.error("scale must be a scalar" + std::string(ctx.opset() >= 13 ? " or a 1-D tensor" : "")));
   }
+  if (x.rank() == 0) throw_status(ctx.error("a 1-D scale needs an input with at least one dimension"));
   const int64_t axis = normalize_axis_or_throw(ctx.node().attr_int("axis", 1), x.rank());
   if (scale.dim(0) != x.dim(axis)) {
     throw_status(ctx.error("scale has " + std::to_string(scale.dim(0)) + " values but axis " + std::to_string(axis) +
@@ -167,6 +168,7 @@ Status dynamic_quantize_linear(KernelContext& ctx) {
     hi = std::max(hi, xp[i]);
   }
   const float scale = (hi - lo) / 255.0f;
+  if (!std::isfinite(scale)) return ctx.error("the input's range is not finite (it holds inf), so no uint8 scale exists");
   float zero = 0.0f;
   if (scale > 0.0f) zero = std::clamp(std::nearbyint((0.0f - lo) / scale), 0.0f, 255.0f);
   Tensor& y = ctx.allocate_output(0, DataType::kUInt8, x.shape());
