@@ -8,6 +8,7 @@
 #include "graph/shape_inference.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "onnx/model_loader.hpp"
+#include "optimizer/optimizer.hpp"
 
 extern int g_exit_code;
 
@@ -41,9 +42,21 @@ std::string human_bytes(double b) {
   return s.str();
 }
 
-Status inspect(const std::string& path, bool json) {
+struct InspectOptions {
+  bool json = false;
+  bool optimized = false;  // describe the graph as the optimizer leaves it
+  bool nodes = false;      // list every node
+};
+
+Status inspect(const std::string& path, const InspectOptions& opts) {
+  const bool json = opts.json;
   DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(path));
   auto inferred = graph::infer_shapes(model.graph);
+  std::vector<optimizer::PassResult> passes;
+  if (opts.optimized) {
+    DESKML_RETURN_IF_ERROR(optimizer::optimize(model, kernels::cpu::cpu_registry(), {}, &passes));
+    inferred = graph::infer_shapes(model.graph);
+  }
   const auto& g = model.graph;
   // Declared output types win; inference fills in what the file leaves open.
   auto output_type = [&](const graph::ValueInfo& vi) {
@@ -88,6 +101,13 @@ Status inspect(const std::string& path, bool json) {
     j["parameters"] = params;
     j["parameter_bytes"] = param_bytes;
     j["unsupported_ops"] = unsupported_ops;
+    for (const auto& p : passes) j["passes"].push_back({{"pass", p.pass}, {"rewrites", p.rewrites}});
+    if (opts.nodes) {
+      for (const auto& n : g.nodes) {
+        j["node_list"].push_back({{"name", n.name}, {"op", (n.domain.empty() ? "" : n.domain + ".") + n.op_type},
+                                  {"inputs", n.inputs}, {"outputs", n.outputs}});
+      }
+    }
     std::cout << j.dump(2) << "\n";
     return Status::Ok();
   }
@@ -116,6 +136,20 @@ Status inspect(const std::string& path, bool json) {
   for (const auto& [op, n] : h.ops) sorted.emplace_back(-n, op);
   std::sort(sorted.begin(), sorted.end());
   for (const auto& [n, op] : sorted) std::cout << "  " << std::setw(6) << -n << "  " << op << "\n";
+  if (!passes.empty()) {
+    std::cout << "\noptimizer passes (rewrites):\n";
+    for (const auto& p : passes) std::cout << "  " << std::setw(6) << p.rewrites << "  " << p.pass << "\n";
+  }
+  if (opts.nodes) {
+    std::cout << "\nnodes:\n";
+    for (const auto& n : g.nodes) {
+      std::cout << "  " << (n.domain.empty() ? "" : n.domain + ".") << n.op_type << " '" << n.name << "' (";
+      for (size_t i = 0; i < n.inputs.size(); ++i) std::cout << (i ? ", " : "") << n.inputs[i];
+      std::cout << ") -> (";
+      for (size_t i = 0; i < n.outputs.size(); ++i) std::cout << (i ? ", " : "") << n.outputs[i];
+      std::cout << ")\n";
+    }
+  }
   if (!unsupported_ops.empty()) {
     std::cout << "\nnot supported by this build:";
     for (const auto& op : unsupported_ops) std::cout << " " << op;
@@ -128,12 +162,15 @@ Status inspect(const std::string& path, bool json) {
 
 void add_inspect_command(CLI::App& app) {
   auto path = std::make_shared<std::string>();
-  auto json = std::make_shared<bool>(false);
+  auto opts = std::make_shared<InspectOptions>();
   auto* cmd = app.add_subcommand("inspect", "Show a model's opsets, inputs, outputs, op histogram and parameters");
   cmd->add_option("model", *path, "Path to the .onnx model")->required()->check(CLI::ExistingFile);
-  cmd->add_flag("--json", *json, "Print one JSON object instead of text");
-  cmd->callback([path, json] {
-    Status st = inspect(*path, *json);
+  cmd->add_flag("--json", opts->json, "Print one JSON object instead of text");
+  cmd->add_flag("--optimized", opts->optimized,
+                "Describe the graph after deskml's optimizer (fusions, layout), with what each pass changed");
+  cmd->add_flag("--nodes", opts->nodes, "List every node with its inputs and outputs");
+  cmd->callback([path, opts] {
+    Status st = inspect(*path, *opts);
     if (!st.ok()) {
       std::cerr << "deskml inspect: " << st.to_string() << "\n";
       g_exit_code = kExitFailure;

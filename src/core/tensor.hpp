@@ -36,6 +36,8 @@ class Tensor {
   int64_t dim(int64_t axis) const;  // negative axes count from the end
   int64_t numel() const { return numel_; }
   size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+  // True when no other Tensor (view or copy) shares this one's storage, so it may be overwritten.
+  bool sole_owner() const { return storage_ != nullptr && storage_.use_count() == 1; }
 
   void* raw_data() { return data_; }
   const void* raw_data() const { return data_; }

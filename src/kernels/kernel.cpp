@@ -13,6 +13,15 @@ const Tensor& KernelContext::required_input(size_t i) const {
   return *t;
 }
 
+Tensor KernelContext::take_input(size_t i) {
+  if (i >= donatable_.size() || donatable_[i] == nullptr || !donatable_[i]->is_tensor()) return Tensor();
+  Value& slot = *donatable_[i];
+  if (!slot.tensor.sole_owner()) return Tensor();
+  Tensor t = std::move(slot.tensor);
+  slot = Value{};
+  return t;
+}
+
 Tensor& KernelContext::allocate_output(size_t i, DataType dtype, Shape shape) {
   if (i >= outputs_.size()) throw_status(error("output " + std::to_string(i) + " does not exist"));
   outputs_[i] = Value::from_tensor(Tensor(dtype, std::move(shape)));

@@ -41,6 +41,12 @@ class KernelContext {
   const Tensor* input(size_t i) const;
   // Throws Error(InvalidArgument) naming the node when input i is absent.
   const Tensor& required_input(size_t i) const;
+  // Takes input i's tensor for reuse as an output buffer (in-place work), when
+  // this node is its last reader and nothing else shares its storage; an
+  // undefined Tensor otherwise. After a successful take, input(i) is absent.
+  Tensor take_input(size_t i);
+  // Set by the executor: slot i is non-null when input i may be taken.
+  void allow_taking(std::span<Value* const> donatable) { donatable_ = donatable; }
   // Any value (sequence-aware kernels); nullptr when absent.
   const Value* input_value(size_t i) const { return i < inputs_.size() ? inputs_[i] : nullptr; }
 
@@ -62,6 +68,7 @@ class KernelContext {
   std::vector<Value>& outputs_;
   SubgraphRunner* subgraphs_;
   int threads_;
+  std::span<Value* const> donatable_;
 };
 
 class Kernel {

@@ -1,6 +1,9 @@
 #include "runtime/execution_plan.hpp"
 
+#include <algorithm>
 #include <unordered_set>
+
+#include "runtime/session.hpp"  // Profile
 
 namespace deskml::runtime {
 namespace {
@@ -22,7 +25,10 @@ class FrameSubgraphRunner final : public kernels::SubgraphRunner {
       if (s != slot_of_.end()) return &slots_[static_cast<size_t>(s->second)];
       return outer_ ? outer_(name) : nullptr;
     };
-    return it->second->run(std::move(inputs), lookup, control_);
+    if (control_.profile == nullptr) return it->second->run(std::move(inputs), lookup, control_);
+    RunControl nested = control_;
+    ++nested.depth;
+    return it->second->run(std::move(inputs), lookup, nested);
   }
 
  private:
@@ -127,6 +133,15 @@ Result<std::unique_ptr<ExecutionPlan>> ExecutionPlan::build(
       plan->nodes_[static_cast<size_t>(last_use[s])]->release_after.push_back(static_cast<int>(s));
     }
   }
+  for (auto& pn : plan->nodes_) {
+    pn->donatable.assign(pn->inputs.size(), false);
+    if (!pn->subgraphs.empty()) continue;
+    for (size_t k = 0; k < pn->inputs.size(); ++k) {
+      const int s = pn->inputs[k];
+      if (s < 0 || std::count(pn->inputs.begin(), pn->inputs.end(), s) != 1) continue;
+      pn->donatable[k] = std::find(pn->release_after.begin(), pn->release_after.end(), s) != pn->release_after.end();
+    }
+  }
   return plan;
 }
 
@@ -171,6 +186,11 @@ Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots,
     DESKML_ASSIGN_OR_RETURN(kernels::Kernel * kernel, kernel_for(pn, inputs));
     FrameSubgraphRunner subgraphs(pn, slot_of_, slots, outer, control);
     kernels::KernelContext ctx(node, inputs, outputs, &subgraphs, control.threads);
+    std::vector<Value*> donatable(pn.inputs.size(), nullptr);
+    for (size_t i = 0; i < pn.inputs.size(); ++i) {
+      if (pn.donatable[i] && inputs[i] != nullptr) donatable[i] = &slots[static_cast<size_t>(pn.inputs[i])];
+    }
+    ctx.allow_taking(donatable);
     Status st = kernel->compute(ctx);
     if (!st.ok()) return st.message().rfind(node.label(), 0) == 0 ? st : st.with_context(node.label());
   } catch (const Error& e) {
@@ -203,7 +223,18 @@ Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const O
   }
   for (const auto& pn : nodes_) {
     DESKML_RETURN_IF_ERROR(control.check());
-    DESKML_RETURN_IF_ERROR(run_node(*pn, slots, outer, control));
+    if (control.profile == nullptr) {
+      DESKML_RETURN_IF_ERROR(run_node(*pn, slots, outer, control));
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      Status st = run_node(*pn, slots, outer, control);
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const graph::Node& node = *pn->node;
+      control.profile->entries.push_back(
+          {node.domain.empty() ? node.op_type : node.domain + "." + node.op_type,
+           node.name, ms, control.depth});
+      DESKML_RETURN_IF_ERROR(st);
+    }
     for (int s : pn->release_after) slots[static_cast<size_t>(s)] = Value{};
   }
   std::vector<Value> outputs;

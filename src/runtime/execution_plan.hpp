@@ -17,12 +17,14 @@
 namespace deskml::runtime {
 
 class ExecutionPlan;
+struct Profile;
 
 struct PlannedNode {
   const graph::Node* node = nullptr;
   std::vector<int> inputs;         // slot per input, -1 when absent
   std::vector<int> outputs;        // slot per output, -1 when unnamed
   std::vector<int> release_after;  // slots whose last reader is this node
+  std::vector<bool> donatable;     // per input: its last reader, read once, so a kernel may take it
   std::map<std::string, std::unique_ptr<ExecutionPlan>> subgraphs;  // by attribute name
 
   // Kernels are chosen on first run from the actual input types; a node sees
@@ -40,6 +42,8 @@ struct RunControl {
   int threads = 1;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   const std::atomic<bool>* cancel = nullptr;
+  Profile* profile = nullptr;  // RunOptions::profile; nullptr = no timing at all
+  int depth = 0;               // subgraph nesting, for profile entries
   // Cancelled or DeadlineExceeded once the run should stop.
   Status check() const;
 };

@@ -11,6 +11,7 @@
 #include "graph/shape_inference.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "onnx/model_loader.hpp"
+#include "optimizer/optimizer.hpp"
 #include "runtime/execution_plan.hpp"
 
 namespace deskml::runtime {
@@ -46,11 +47,21 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory while inferring shapes");
   }
+  std::vector<const kernels::KernelRegistry*> providers = options.providers;
+  if (providers.empty()) providers.push_back(&kernels::cpu::cpu_registry());
+  try {
+    optimizer::OptimizeOptions oo;
+    oo.level = options.optimization_level;
+    oo.channels_last = options.channels_last;
+    DESKML_RETURN_IF_ERROR(optimizer::optimize(model, *providers.front(), oo));
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory while optimising the model");
+  }
   auto session = std::unique_ptr<Session>(new Session());
   session->model_ = std::make_shared<const graph::Model>(std::move(model));
   session->threads_ = options.threads > 0 ? options.threads : physical_cores();
-  std::vector<const kernels::KernelRegistry*> providers = options.providers;
-  if (providers.empty()) providers.push_back(&kernels::cpu::cpu_registry());
   const auto& g = session->model_->graph;
   for (const auto& vi : g.inputs) session->inputs_.push_back(vi);
   try {
@@ -133,7 +144,7 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
   omp_set_num_threads(threads_);
   std::vector<Value> outputs;
   try {
-    const RunControl control{threads_, options.deadline, options.cancel};
+    const RunControl control{threads_, options.deadline, options.cancel, options.profile};
     DESKML_ASSIGN_OR_RETURN(outputs, plan_->run(std::move(inputs), nullptr, control));
   } catch (const Error& e) {
     return e.status();

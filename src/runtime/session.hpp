@@ -22,15 +22,38 @@ struct SessionOptions {
   int threads = 0;
   // Kernel providers in priority order; empty = the CPU backend.
   std::vector<const kernels::KernelRegistry*> providers;
+  // Graph optimisation (src/optimizer): 0 none, 1 clean-up and constant folding,
+  // 2 also fusions and the channels-last layout (default).
+  int optimization_level = 2;
+  bool channels_last = true;
 };
 
 // Limits for one run. A model may legitimately compute for as long as its data
 // says (Loop's trip count is an input), so a caller running untrusted models, or
 // one whose user can walk away, needs a way to stop it. Checked before every node,
 // including each node of every Loop/Scan iteration.
+// One executed node's wall time, as recorded into a Profile.
+struct ProfileEntry {
+  std::string op_type;    // "Conv"; "domain.Op" outside the default domain
+  std::string node_name;  // as in the model (may be empty)
+  double ms = 0.0;        // wall time of the node's kernel, subgraphs included
+  int depth = 0;          // 0 = the main graph; 1 = inside an If/Loop/Scan body; ...
+};
+
+// A profiling sink for runs: every node a run executes appends one entry, in
+// execution order (a subgraph's nodes come before the entry of the node that ran
+// them, with depth + 1, so summing depth-0 entries counts each moment once).
+// Entries accumulate across runs until cleared. One Profile must not be shared by
+// runs in flight at the same time.
+struct Profile {
+  std::vector<ProfileEntry> entries;
+  void clear() { entries.clear(); }
+};
+
 struct RunOptions {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   const std::atomic<bool>* cancel = nullptr;  // another thread sets it to true to stop the run
+  Profile* profile = nullptr;                 // when set, per-node timings are appended to it
 };
 
 using NamedValues = std::vector<std::pair<std::string, Value>>;

@@ -119,10 +119,22 @@ Status gelu_kernel(KernelContext& ctx) {
   return ctx.error("approximate must be 'none' or 'tanh', got '" + approximate + "'");
 }
 
+// deskml.Swish: x * sigmoid(alpha x), recognised by the optimizer from Mul(x, Sigmoid(x)).
+Status swish_kernel(KernelContext& ctx) {
+  const float alpha = ctx.node().attr_float("alpha", 1.0f);
+  return activation(ctx, 8, [alpha](auto v) {
+    using C = decltype(v);
+    return v * fast_sigmoid(v * C(alpha));
+  });
+}
+
 }  // namespace
 
 void register_activation_kernels(KernelRegistry& r) {
   using namespace types;
+  // The optimizer's forms of SiLU and GELU (deskml domain, any model opset).
+  r.add("Swish", 1, INT_MAX, kFloat, swish_kernel, "deskml");
+  r.add("Gelu", 1, INT_MAX, kFloat, gelu_kernel, "deskml");
   r.add("Relu", 1, INT_MAX, kSignedNumeric, relu_kernel);
   r.add("LeakyRelu", 1, INT_MAX, kFloat, activation_fn(1, [](const graph::Node& n) {
           const float alpha = n.attr_float("alpha", 0.01f);

@@ -1,11 +1,14 @@
 // Conv: oneDNN for float32 (half types computed in float32), direct loops for float64.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/conv_geometry.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
+#include "kernels/cpu/matmul_loops.hpp"
+#include "kernels/cpu/post_ops.hpp"
 
 namespace deskml::kernels::cpu {
 
@@ -195,38 +198,63 @@ ConvGeometry conv_transpose_geometry(const ConvAttrs& attrs, const Shape& x, con
 
 namespace {
 
+// Conv, and deskml.FusedConv: the same with activations and a residual sum
+// applied by oneDNN post-ops (Y = act(conv(X, W) + B [+ act0 then] + Sum)), and
+// with `channels_last` X, Sum and Y in NHWC (the optimizer's layout pass).
 class ConvKernel final : public Kernel {
  public:
-  explicit ConvKernel(const graph::Node& node) : attrs_(node) {}
+  explicit ConvKernel(const graph::Node& node)
+      : attrs_(node),
+        fused_(node.op_type == "FusedConv"),
+        channels_last_(node.attr_int("channels_last", 0) != 0),
+        pre_(FusedActivation::from_node(node, "pre_activation")),
+        act_(FusedActivation::from_node(node, "activation")) {}
 
   Status compute(KernelContext& ctx) override {
-    const Tensor& x = ctx.required_input(0);
+    const Tensor& x_in = ctx.required_input(0);
     const Tensor& w = ctx.required_input(1);
     const Tensor* b = ctx.input(2);
+    const Tensor* sum = fused_ ? ctx.input(3) : nullptr;
     const std::string label = ctx.node().label();
-    if (w.dtype() != x.dtype() || (b && b->dtype() != x.dtype())) return ctx.error("X, W and B must have one type");
-    const ConvGeometry g = conv_geometry(attrs_, x.shape(), w.shape(), label);
+    if (w.dtype() != x_in.dtype() || (b && b->dtype() != x_in.dtype())) {
+      return ctx.error("X, W and B must have one type");
+    }
+    if (channels_last_ && (x_in.rank() != 4 || w.rank() != 4)) return ctx.error("channels_last needs 4-D X and W");
+    // Geometry works on the logical NCHW shape.
+    const Shape& xs = x_in.shape();
+    const Shape logical = channels_last_ ? Shape{xs[0], xs[3], xs[1], xs[2]} : xs;
+    const ConvGeometry g = conv_geometry(attrs_, logical, w.shape(), label);
     if (b && (b->rank() != 1 || b->dim(0) != g.out_channels)) {
       return ctx.error("bias B must have shape [" + std::to_string(g.out_channels) + "], got " +
                        shape_to_string(b->shape()));
     }
-    switch (x.dtype()) {
-      case DataType::kFloat32:
-        run_f32(ctx, g, x, w, b, ctx.allocate_output(0, DataType::kFloat32, g.output_shape()));
+    Shape out_shape = g.output_shape();
+    if (channels_last_) out_shape = {out_shape[0], out_shape[2], out_shape[3], out_shape[1]};
+    if (sum && sum->shape() != out_shape) {
+      return ctx.error("the fused sum input " + sum->description() + " must have the output's shape " +
+                       shape_to_string(out_shape));
+    }
+    if (fused_ && x_in.dtype() != DataType::kFloat32) return ctx.error("FusedConv is float32 only");
+    switch (x_in.dtype()) {
+      case DataType::kFloat32: {
+        Tensor y = output_buffer(ctx, sum, out_shape);
+        run_f32(ctx, g, x_in, w, b, sum != nullptr, y);
+        ctx.set_output(0, std::move(y));
         return Status::Ok();
+      }
       case DataType::kFloat64:
-        run_reference<double>(ctx, g, x, w, b, ctx.allocate_output(0, DataType::kFloat64, g.output_shape()));
+        run_reference<double>(ctx, g, x_in, w, b, ctx.allocate_output(0, DataType::kFloat64, g.output_shape()));
         return Status::Ok();
       case DataType::kFloat16:
       case DataType::kBFloat16: {
         Tensor y(DataType::kFloat32, g.output_shape());
         const Tensor bf = b ? b->cast(DataType::kFloat32) : Tensor();
-        run_f32(ctx, g, x.cast(DataType::kFloat32), w.cast(DataType::kFloat32), b ? &bf : nullptr, y);
-        ctx.set_output(0, y.cast(x.dtype()));
+        run_f32(ctx, g, x_in.cast(DataType::kFloat32), w.cast(DataType::kFloat32), b ? &bf : nullptr, false, y);
+        ctx.set_output(0, y.cast(x_in.dtype()));
         return Status::Ok();
       }
       default:
-        return unsupported(label + ": Conv does not support " + std::string(dtype_name(x.dtype())));
+        return unsupported(label + ": Conv does not support " + std::string(dtype_name(x_in.dtype())));
     }
   }
 
@@ -238,6 +266,17 @@ class ConvKernel final : public Kernel {
     bool reorder_weights = false;
     onednn::ReorderedWeights weights;
   };
+
+  // The output: the residual's own buffer when this node may take it (in-place
+  // sum), else a fresh tensor (holding a copy of the residual when there is one).
+  static Tensor output_buffer(KernelContext& ctx, const Tensor* sum, const Shape& shape) {
+    if (sum == nullptr) return Tensor(DataType::kFloat32, shape);
+    Tensor taken = ctx.take_input(3);  // `sum` dangles after a successful take
+    if (taken.defined()) return taken;
+    Tensor y(DataType::kFloat32, shape);
+    std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
+    return y;
+  }
 
   template <typename T>
   static void run_reference(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
@@ -258,7 +297,7 @@ class ConvKernel final : public Kernel {
     }
   }
 
-  std::shared_ptr<Primitive> build(const ConvGeometry& g, bool has_bias) const {
+  std::shared_ptr<Primitive> build(const ConvGeometry& g, bool has_bias, bool has_sum) const {
     using dnnl::memory;
     auto e = std::make_shared<Primitive>();
     memory::dims src = {g.batch, g.in_channels}, dst = {g.batch, g.out_channels};
@@ -274,16 +313,29 @@ class ConvKernel final : public Kernel {
       pl.push_back(g.pad_begin[i]);
       pr.push_back(g.pad_end[i]);
     }
-    e->src_md = onednn::plain_desc(src);
-    e->dst_md = onednn::plain_desc(dst);
+    if (channels_last_) {
+      e->src_md = memory::desc(src, memory::data_type::f32, memory::format_tag::nhwc);
+      e->dst_md = memory::desc(dst, memory::data_type::f32, memory::format_tag::nhwc);
+    } else {
+      e->src_md = onednn::plain_desc(src);
+      e->dst_md = onednn::plain_desc(dst);
+    }
     e->user_w_md = onednn::plain_desc(wd);
     e->bias_md = has_bias ? onednn::plain_desc({g.out_channels}) : memory::desc();
     try {
+      dnnl::primitive_attr attr = onednn::base_attr();
+      dnnl::post_ops ops;
+      if (has_sum) {
+        pre_.append_to(ops);
+        ops.append_sum(1.0f);
+      }
+      act_.append_to(ops);
+      attr.set_post_ops(ops);
       const memory::desc w_any(wd, memory::data_type::f32, memory::format_tag::any);
       const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
                                                  dnnl::algorithm::convolution_direct, e->src_md, w_any, e->bias_md,
                                                  e->dst_md, strides, dilates, pl, pr);
-      const dnnl::convolution_forward::primitive_desc pd(desc, onednn::base_attr(), onednn::engine());
+      const dnnl::convolution_forward::primitive_desc pd(desc, attr, onednn::engine());
       e->prim = dnnl::convolution_forward(pd);
       e->w_md = pd.weights_desc();
       e->scratch_md = pd.scratchpad_desc();
@@ -295,22 +347,44 @@ class ConvKernel final : public Kernel {
     return e;
   }
 
+  // The reference path for problems oneDNN does not implement: NCHW loops, then
+  // the post-ops by hand. `y` holds the residual on entry when has_sum.
+  void run_reference_f32(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
+                         const Tensor* b, bool has_sum, Tensor& y) const {
+    const Tensor xn = channels_last_ ? permute_tensor(x, {0, 3, 1, 2}, ctx.threads()) : x;
+    Tensor yn(DataType::kFloat32, g.output_shape());
+    run_reference<float>(ctx, g, xn, w, b, yn);
+    if (channels_last_) yn = permute_tensor(yn, {0, 2, 3, 1}, ctx.threads());
+    float* out = y.data<float>();
+    const float* r = yn.data<float>();
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      float v = r[i];
+      if (has_sum) v = pre_.apply(v) + out[i];
+      out[i] = act_.apply(v);
+    }
+  }
+
   void run_f32(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor* b,
-               Tensor& y) {
+               bool has_sum, Tensor& y) {
     if (y.numel() == 0) return;
     if (x.numel() == 0 || w.numel() == 0) {  // nothing to sum: the output is the bias
-      float* yp = y.data<float>();
-      std::fill(yp, yp + y.numel(), 0.0f);
-      if (b) add_bias(b->data<float>(), yp, g.batch, g.out_channels, g.out_size());
+      if (!has_sum) std::fill(y.data<float>(), y.data<float>() + y.numel(), 0.0f);
+      if (b && !channels_last_) add_bias(b->data<float>(), y.data<float>(), g.batch, g.out_channels, g.out_size());
+      if (b && channels_last_) {
+        float* yp = y.data<float>();
+        for (int64_t i = 0; i < y.numel(); ++i) yp[i] += b->data<float>()[i % g.out_channels];
+      }
+      act_.apply(y.data<float>(), y.numel(), ctx.threads());
       return;
     }
     std::vector<int64_t> key;
     onednn::append_key(key, x.shape());
     onednn::append_key(key, w.shape());
     key.push_back(b != nullptr);
-    auto e = cache_.get(key, [&] { return build(g, b != nullptr); });
+    key.push_back(has_sum);
+    auto e = cache_.get(key, [&] { return build(g, b != nullptr, has_sum); });
     if (e->use_reference) {
-      run_reference<float>(ctx, g, x, w, b, y);
+      run_reference_f32(ctx, g, x, w, b, has_sum, y);
       return;
     }
     try {
@@ -326,6 +400,9 @@ class ConvKernel final : public Kernel {
   }
 
   ConvAttrs attrs_;
+  bool fused_ = false;
+  bool channels_last_ = false;
+  FusedActivation pre_, act_;
   onednn::PrimitiveCache<Primitive> cache_;
 };
 
@@ -338,6 +415,11 @@ void register_conv_kernels(KernelRegistry& r) {
   def.types = {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16};
   def.factory = [](const graph::Node& node) { return std::make_unique<ConvKernel>(node); };
   r.add(def);
+  KernelDef fused = def;
+  fused.op = "FusedConv";
+  fused.domain = "deskml";
+  fused.types = {DataType::kFloat32};
+  r.add(fused);
   register_conv_transpose_kernels(r);
   register_conv_integer_kernels(r);
 }

@@ -12,6 +12,7 @@
 namespace deskml::kernels::cpu {
 
 void register_pool_extra_kernels(KernelRegistry& r);
+void register_nhwc_pool_kernels(KernelRegistry& r);
 
 PoolAttrs::PoolAttrs(const graph::Node& node)
     : auto_pad(node.attr_string("auto_pad", "NOTSET")),
@@ -403,6 +404,7 @@ void register_pool_kernels(KernelRegistry& r) {
   add_pool(r, "GlobalAveragePool", 1, PoolKind::kAverage, true, floats);
   add_pool(r, "GlobalLpPool", 1, PoolKind::kLp, true, floats);
   register_pool_extra_kernels(r);
+  register_nhwc_pool_kernels(r);
 }
 
 }  // namespace deskml::kernels::cpu

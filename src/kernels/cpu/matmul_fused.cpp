@@ -1,0 +1,104 @@
+// deskml.FusedMatMul: Y = act(A x B + bias), the optimizer's fusion of
+// MatMul/Gemm with a constant 2-D B, a bias Add and an activation. A's leading
+// dims are flattened into rows; B is packed once into oneDNN's preferred
+// layout; bias and activation run inside the product as post-ops.
+#include "kernels/cpu/common.hpp"
+#include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/dnnl_context.hpp"
+#include "kernels/cpu/post_ops.hpp"
+
+namespace deskml::kernels::cpu {
+namespace {
+
+class FusedMatMulKernel final : public Kernel {
+ public:
+  explicit FusedMatMulKernel(const graph::Node& node)
+      : trans_b_(node.attr_int("trans_b", 0) != 0), act_(FusedActivation::from_node(node, "activation")) {}
+
+  Status compute(KernelContext& ctx) override {
+    const Tensor& a = ctx.required_input(0);
+    const Tensor& b = ctx.required_input(1);
+    const Tensor* bias = ctx.input(2);
+    if (a.dtype() != DataType::kFloat32 || b.dtype() != DataType::kFloat32 || (bias && bias->dtype() != a.dtype())) {
+      return ctx.error("A, B and bias must be float32");
+    }
+    if (a.rank() < 1 || b.rank() != 2) return ctx.error("A must have rank >= 1 and B rank 2");
+    const int64_t k = a.dim(-1);
+    const int64_t kb = trans_b_ ? b.dim(1) : b.dim(0), n = trans_b_ ? b.dim(0) : b.dim(1);
+    if (k != kb) {
+      return ctx.error("A " + a.description() + " and B " + b.description() + " do not agree on the inner dimension");
+    }
+    if (bias && bias->numel() != n) return ctx.error("bias " + bias->description() + " must have " + std::to_string(n) + " values");
+    const int64_t m = k == 0 ? a.numel() : a.numel() / k;
+    Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+    out_shape.push_back(n);
+    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_shape);
+    if (y.numel() == 0) return Status::Ok();
+    if (k == 0) {  // an empty sum: bias (or zero), then the activation
+      float* yp = y.data<float>();
+      for (int64_t i = 0; i < y.numel(); ++i) yp[i] = bias ? bias->data<float>()[i % n] : 0.0f;
+      act_.apply(yp, y.numel(), ctx.threads());
+      return Status::Ok();
+    }
+    auto e = cache_.get({m, k, n, bias != nullptr}, [&] { return build(m, k, n, bias != nullptr); });
+    try {
+      dnnl::memory wmem = e->weights.get(b, e->user_w_md, e->w_md);
+      std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, a)},
+                                                    {DNNL_ARG_WEIGHTS, wmem},
+                                                    {DNNL_ARG_DST, onednn::wrap(e->dst_md, y)}};
+      if (bias) args.insert({DNNL_ARG_BIAS, onednn::wrap(e->bias_md, *bias)});
+      onednn::execute(e->prim, e->scratch_md, std::move(args));
+    } catch (const dnnl::error& err) {
+      onednn::rethrow(err, ctx.node().label());
+    }
+    return Status::Ok();
+  }
+
+ private:
+  struct Primitive {
+    dnnl::matmul prim;
+    dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
+    onednn::ReorderedWeights weights;
+  };
+
+  std::shared_ptr<Primitive> build(int64_t m, int64_t k, int64_t n, bool has_bias) const {
+    using dnnl::memory;
+    auto e = std::make_shared<Primitive>();
+    e->src_md = onednn::plain_desc({m, k});
+    e->dst_md = onednn::plain_desc({m, n});
+    e->user_w_md = trans_b_ ? onednn::strided_desc({k, n}, {1, k}) : onednn::plain_desc({k, n});
+    e->bias_md = has_bias ? onednn::plain_desc({1, n}) : memory::desc();
+    try {
+      dnnl::primitive_attr attr = onednn::base_attr();
+      dnnl::post_ops ops;
+      act_.append_to(ops);
+      attr.set_post_ops(ops);
+      const memory::desc w_any({k, n}, memory::data_type::f32, memory::format_tag::any);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(e->src_md, w_any, e->bias_md, e->dst_md), attr,
+                                            onednn::engine());
+      e->prim = dnnl::matmul(pd);
+      e->w_md = pd.weights_desc();
+      e->scratch_md = pd.scratchpad_desc();
+    } catch (const dnnl::error& err) {
+      onednn::rethrow(err, "FusedMatMul");
+    }
+    return e;
+  }
+
+  bool trans_b_;
+  FusedActivation act_;
+  onednn::PrimitiveCache<Primitive> cache_;
+};
+
+}  // namespace
+
+void register_fused_matmul_kernels(KernelRegistry& r) {
+  KernelDef def;
+  def.op = "FusedMatMul";
+  def.domain = "deskml";
+  def.types = {DataType::kFloat32};
+  def.factory = [](const graph::Node& node) { return std::make_unique<FusedMatMulKernel>(node); };
+  r.add(def);
+}
+
+}  // namespace deskml::kernels::cpu

@@ -1,0 +1,122 @@
+// Pools on NHWC float32 tensors (the optimizer's channels-last regions):
+// deskml.NhwcMaxPool, NhwcAveragePool (2-D windows, ONNX attributes and
+// output-shape rules) and NhwcGlobalAveragePool, NhwcGlobalMaxPool. The
+// channel axis is contiguous, so every tap is one vectorisable row of C floats.
+#include <algorithm>
+#include <limits>
+
+#include "kernels/cpu/common.hpp"
+#include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/pool_geometry.hpp"
+
+namespace deskml::kernels::cpu {
+namespace {
+
+class NhwcPoolKernel final : public Kernel {
+ public:
+  NhwcPoolKernel(const graph::Node& node, bool max) : attrs_(node), max_(max) {}
+
+  Status compute(KernelContext& ctx) override {
+    const Tensor& x = ctx.required_input(0);
+    if (x.dtype() != DataType::kFloat32 || x.rank() != 4) return ctx.error("expects a 4-D float32 NHWC input");
+    const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2), c = x.dim(3);
+    if (attrs_.kernel_shape.size() != 2) return ctx.error("expects a 2-D kernel_shape");
+    const PoolGeometry g = pool_geometry(attrs_, {n, c, ih, iw}, ctx.node().label());
+    const int64_t oh = g.out[0], ow = g.out[1];
+    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {n, oh, ow, c});
+    if (y.numel() == 0) return Status::Ok();
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    const int64_t kh = g.kernel[0], kw = g.kernel[1], sh = g.strides[0], sw = g.strides[1];
+    const int64_t dh = g.dilations[0], dw = g.dilations[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+    const int64_t eh = ih + g.pad_end[0], ew = iw + g.pad_end[1];  // padded extents (for count_include_pad)
+    parallel_for(n * oh, ctx.threads(), ow * kh * kw * c, [&](int64_t lo, int64_t hi) {
+      for (int64_t row = lo; row < hi; ++row) {
+        const int64_t b = row / oh, r = row % oh;
+        for (int64_t q = 0; q < ow; ++q) {
+          float* out = yp + ((b * oh + r) * ow + q) * c;
+          std::fill(out, out + c, max_ ? std::numeric_limits<float>::lowest() : 0.0f);
+          int64_t valid = 0, padded = 0;
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t y0 = r * sh - ph + i * dh;
+            if (y0 >= eh) continue;
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t x0 = q * sw - pw + j * dw;
+              if (x0 >= ew) continue;
+              ++padded;
+              if (y0 < 0 || y0 >= ih || x0 < 0 || x0 >= iw) continue;
+              ++valid;
+              const float* in = xp + ((b * ih + y0) * iw + x0) * c;
+              if (max_) {
+                for (int64_t k = 0; k < c; ++k) out[k] = std::max(out[k], in[k]);
+              } else {
+                for (int64_t k = 0; k < c; ++k) out[k] += in[k];
+              }
+            }
+          }
+          if (!max_) {
+            const int64_t div = attrs_.count_include_pad ? padded : valid;
+            const float inv = div > 0 ? 1.0f / static_cast<float>(div) : 0.0f;
+            for (int64_t k = 0; k < c; ++k) out[k] *= inv;
+          }
+        }
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  PoolAttrs attrs_;
+  bool max_;
+};
+
+Status nhwc_global_pool(KernelContext& ctx, bool max) {
+  const Tensor& x = ctx.required_input(0);
+  if (x.dtype() != DataType::kFloat32 || x.rank() != 4) return ctx.error("expects a 4-D float32 NHWC input");
+  const int64_t n = x.dim(0), plane = x.dim(1) * x.dim(2), c = x.dim(3);
+  Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {n, 1, 1, c});
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  // Parallel over (batch, channel block); each block sums the plane with contiguous rows.
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (c + kBlock - 1) / kBlock;
+  parallel_for(n * blocks, ctx.threads(), plane * kBlock, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t b = t / blocks, c0 = (t % blocks) * kBlock, c1 = std::min(c, c0 + kBlock);
+      float* out = yp + b * c;
+      for (int64_t k = c0; k < c1; ++k) out[k] = max ? std::numeric_limits<float>::lowest() : 0.0f;
+      for (int64_t p = 0; p < plane; ++p) {
+        const float* in = xp + (b * plane + p) * c;
+        if (max) {
+          for (int64_t k = c0; k < c1; ++k) out[k] = std::max(out[k], in[k]);
+        } else {
+          for (int64_t k = c0; k < c1; ++k) out[k] += in[k];
+        }
+      }
+      if (!max && plane > 0) {
+        const float inv = 1.0f / static_cast<float>(plane);
+        for (int64_t k = c0; k < c1; ++k) out[k] *= inv;
+      }
+    }
+  });
+  return Status::Ok();
+}
+
+}  // namespace
+
+void register_nhwc_pool_kernels(KernelRegistry& r) {
+  for (bool max : {true, false}) {
+    KernelDef def;
+    def.op = max ? "NhwcMaxPool" : "NhwcAveragePool";
+    def.domain = "deskml";
+    def.types = {DataType::kFloat32};
+    def.factory = [max](const graph::Node& node) { return std::make_unique<NhwcPoolKernel>(node, max); };
+    r.add(def);
+  }
+  r.add("NhwcGlobalMaxPool", 1, INT_MAX, {DataType::kFloat32},
+        [](KernelContext& ctx) { return nhwc_global_pool(ctx, true); }, "deskml");
+  r.add("NhwcGlobalAveragePool", 1, INT_MAX, {DataType::kFloat32},
+        [](KernelContext& ctx) { return nhwc_global_pool(ctx, false); }, "deskml");
+}
+
+}  // namespace deskml::kernels::cpu
