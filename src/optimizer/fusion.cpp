@@ -295,3 +295,70 @@ int fuse_matmul(GraphEditor& editor) {
 }
 
 }  // namespace deskml::optimizer
+
+namespace deskml::optimizer {
+
+int fuse_attention(GraphEditor& editor) {
+  int fused = 0;
+  auto& g = editor.graph();
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (editor.is_removed(i)) continue;
+    const graph::Node& qk = g.nodes[i];
+    if (!is_op(qk, "MatMul") || qk.inputs.size() != 2 || qk.outputs.size() != 1) continue;
+    auto next = [&](const std::string& v) -> graph::Node* {
+      const int c = editor.single_consumer(v);
+      return c < 0 ? nullptr : &g.nodes[static_cast<size_t>(c)];
+    };
+    std::vector<size_t> chain = {i};
+    std::string y = qk.outputs[0];
+    float scale = 1.0f;
+    std::string mask;
+    graph::Node* n = next(y);
+    if (n && (is_op(*n, "Div") || is_op(*n, "Mul")) && n->inputs.size() == 2 && n->inputs[0] == y) {
+      auto c = scalar_constant(editor, n->inputs[1]);
+      if (!c || *c == 0.0f) continue;
+      scale = is_op(*n, "Div") ? 1.0f / *c : *c;
+      chain.push_back(static_cast<size_t>(n - g.nodes.data()));
+      y = n->outputs[0];
+      n = next(y);
+    }
+    if (n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
+      const std::string& m = other_input(*n, y);
+      if (editor.dtype_of(m) != DataType::kFloat32) continue;
+      mask = m;
+      chain.push_back(static_cast<size_t>(n - g.nodes.data()));
+      y = n->outputs[0];
+      n = next(y);
+    }
+    if (!n || !is_op(*n, "Softmax") || n->outputs.size() != 1) continue;
+    // Softmax over the last axis: opset 13's default, or an explicit last axis of a known rank.
+    const int64_t axis = n->attr_int("axis", n->opset >= 13 ? -1 : 1);
+    auto rank = editor.shape_of(qk.outputs[0]);
+    const bool last_axis = axis == -1 || (rank && axis == static_cast<int64_t>(rank->size()) - 1);
+    if (!last_axis) continue;
+    chain.push_back(static_cast<size_t>(n - g.nodes.data()));
+    y = n->outputs[0];
+    n = next(y);
+    if (!n || !is_op(*n, "MatMul") || n->inputs.size() != 2 || n->inputs[0] != y || n->inputs[1] == y) continue;
+    // All float32: the first MatMul's operands decide (MatMul has one type).
+    if (editor.dtype_of(qk.inputs[0]) != DataType::kFloat32 && editor.dtype_of(qk.inputs[1]) != DataType::kFloat32) {
+      continue;
+    }
+    graph::Node f;
+    f.name = n->name;
+    f.op_type = "Attention";
+    f.domain = kDeskmlDomain;
+    f.opset = 1;
+    f.inputs = {qk.inputs[0], qk.inputs[1], n->inputs[1]};
+    if (!mask.empty()) f.inputs.push_back(mask);
+    f.outputs = {n->outputs[0]};
+    f.attributes["scale"] = scale;
+    *n = std::move(f);
+    for (size_t c : chain) editor.mark_removed(c);
+    ++fused;
+  }
+  editor.remove_marked();
+  return fused;
+}
+
+}  // namespace deskml::optimizer

@@ -33,9 +33,13 @@ Status optimize(graph::Model& model, const kernels::KernelRegistry& registry, co
     run("fold-batch-norm", [&] { return fold_batch_norm(editor); });
     run("activation-patterns", [&] { return fuse_activation_patterns(editor); });
     run("fuse-conv", [&] { return fuse_conv(editor); });
+    run("fuse-attention", [&] { return fuse_attention(editor); });
     run("fuse-matmul", [&] { return fuse_matmul(editor); });
     if (options.channels_last) run("channels-last", [&] { return convert_to_channels_last(editor); });
     run("dead-code", [&] { return eliminate_dead_code(editor); });
+  }
+  for (const auto& node : model.graph.nodes) {
+    if (node.domain == kDeskmlDomain) model.opsets[kDeskmlDomain] = 1;  // the model now uses our domain
   }
   // New values (fused outputs, layout transposes) get types where the rules know the ops.
   (void)graph::infer_shapes(model.graph);  // advisory, as at load

@@ -71,7 +71,37 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory while planning the model");
   }
+  if (options.warmup) session->warm_up();
   return session;
+}
+
+void Session::warm_up() const {
+  const auto& g = model_->graph;
+  // Control flow runs as long as its data says; zeros are no basis for that.
+  for (const auto& node : g.nodes) {
+    for (const auto& [key, attr] : node.attributes) {
+      if (std::holds_alternative<graph::GraphPtr>(attr)) return;
+    }
+  }
+  NamedValues feeds;
+  for (const auto& vi : g.inputs) {
+    if (g.initializers.count(vi.name)) continue;
+    const auto& t = vi.type;
+    if (t.kind != graph::ValueType::Kind::kTensor || !t.shape || t.dtype == DataType::kUndefined ||
+        t.dtype == DataType::kString) {
+      if (t.optional) continue;
+      return;  // nothing sensible to synthesise
+    }
+    Shape shape;
+    for (const auto& d : *t.shape) shape.push_back(d.known() ? d.value : 1);
+    if (shape_numel(shape) > (int64_t{1} << 26)) return;  // a warm-up must stay cheap
+    feeds.emplace_back(vi.name, Value::from_tensor(Tensor::zeros(t.dtype, shape)));
+  }
+  // Zeros may be invalid data for some models, and a data-driven Loop may not
+  // end on them: errors are ignored and the run is bounded.
+  RunOptions ro;
+  ro.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  (void)run(feeds, ro);
 }
 
 Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) const {

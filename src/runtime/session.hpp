@@ -26,6 +26,9 @@ struct SessionOptions {
   // 2 also fusions and the channels-last layout (default).
   int optimization_level = 2;
   bool channels_last = true;
+  // Run the model once at load on zeros (symbolic dims = 1), so oneDNN's JIT and
+  // weight packing happen before the first request. Failures are ignored.
+  bool warmup = true;
 };
 
 // Limits for one run. A model may legitimately compute for as long as its data
@@ -85,6 +88,7 @@ class Session {
 
  private:
   Session() = default;
+  void warm_up() const;
   Status validate_feed(const graph::ValueInfo& info, const Value& value) const;
 
   std::shared_ptr<const graph::Model> model_;

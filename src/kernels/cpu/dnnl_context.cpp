@@ -70,7 +70,8 @@ void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
   thread_local ScratchBuffer buffer;
   const size_t bytes = scratchpad.get_size();
   if (bytes > 0) args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine(), buffer.reserve(bytes))});
-  dnnl::stream stream(engine());
+  // One stream per thread: in-order CPU streams are cheap to keep and not free to create.
+  thread_local dnnl::stream stream(engine());
   prim.execute(stream, args);
   stream.wait();
 }

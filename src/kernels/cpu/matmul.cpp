@@ -12,6 +12,7 @@ namespace deskml::kernels::cpu {
 void register_matmul_integer_kernels(KernelRegistry& r);
 void register_einsum_kernels(KernelRegistry& r);
 void register_fused_matmul_kernels(KernelRegistry& r);
+void register_attention_kernels(KernelRegistry& r);
 
 Result<MatMulShape> matmul_shape(const Shape& a, const Shape& b) {
   if (a.empty() || b.empty()) return invalid_argument("MatMul operands must have rank >= 1");
@@ -399,6 +400,7 @@ void register_matmul_kernels(KernelRegistry& r) {
   register_matmul_integer_kernels(r);
   register_einsum_kernels(r);
   register_fused_matmul_kernels(r);
+  register_attention_kernels(r);
 }
 
 }  // namespace deskml::kernels::cpu
