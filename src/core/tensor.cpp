@@ -7,6 +7,8 @@
 #include <new>
 #include <type_traits>
 
+#include "core/buffer_pool.hpp"
+
 namespace deskml {
 namespace {
 
@@ -36,12 +38,12 @@ std::shared_ptr<void> allocate_storage(DataType dtype, int64_t numel) {
   size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype);
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (bytes == 0) bytes = kAlignment;
-  void* p = std::aligned_alloc(kAlignment, bytes);
+  void* p = BufferPool::instance().acquire(bytes);
   if (p == nullptr) {
     throw_status(Status(StatusCode::kResourceExhausted,
                         "out of memory allocating " + std::to_string(bytes) + " bytes for a tensor"));
   }
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  return std::shared_ptr<void>(p, [bytes](void* q) { BufferPool::instance().release(q, bytes); });
 }
 
 // ONNX Cast semantics: float -> int truncates toward zero; out-of-range is

@@ -97,7 +97,12 @@ std::optional<ValueType> Graph::type_of(const std::string& value) const {
     if (vi.name == value) return vi.type;
   }
   for (const auto& vi : outputs) {
-    if (vi.name == value) return vi.type;
+    if (vi.name != value) continue;
+    // A declared output without a shape: what inference found is better.
+    if (!vi.type.shape) {
+      if (auto it = value_types.find(value); it != value_types.end() && it->second.shape) return it->second;
+    }
+    return vi.type;
   }
   if (auto it = initializers.find(value); it != initializers.end()) {
     ValueType t;
@@ -145,6 +150,10 @@ Result<std::vector<size_t>> topological_order(const Graph& graph, const std::vec
   };
   std::function<void(const Graph&, size_t, std::unordered_set<std::string>&)> add_implicit =
       [&](const Graph& sub, size_t node, std::unordered_set<std::string>& seen) {
+        // A body may return an outer value directly, with no node of its own reading it.
+        for (const auto& out : sub.outputs) {
+          if (!out.name.empty() && seen.insert(out.name).second) (void)add_dependency(node, out.name);
+        }
         for (const auto& n : sub.nodes) {
           for (const auto& in : n.inputs) {
             if (!in.empty() && seen.insert(in).second) (void)add_dependency(node, in);

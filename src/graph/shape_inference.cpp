@@ -111,7 +111,9 @@ struct Inference {
     if (padded) padded = checked_add(*padded, auto_pad == "VALID" ? 0 : pad_end);
     if (!eff || !padded || *padded - 1 < *eff) return Dim{};
     const int64_t span = *padded - 1 - *eff;  // (padded - effective kernel), >= 0
-    const int64_t out = span / stride + (ceil_mode && span % stride != 0 ? 1 : 0) + 1;
+    int64_t out = span / stride + (ceil_mode && span % stride != 0 ? 1 : 0) + 1;
+    // As the pool kernels do: a ceil-mode window may not start in the right padding.
+    if (ceil_mode && out > 1 && (out - 1) * stride >= in.value + (auto_pad == "VALID" ? 0 : pad_begin)) --out;
     return Dim::of(out);
   }
 

@@ -7,9 +7,10 @@ namespace {
 
 const std::vector<size_t> kNoConsumers;
 
-// Every name a subgraph reads (its own inputs excluded don't matter: pinning a
-// few extra names only makes passes more careful).
+// Every name a subgraph reads or returns (its own inner names come along too:
+// pinning a few extra names only makes passes more careful).
 void collect_subgraph_names(const graph::Graph& g, std::unordered_set<std::string>& out) {
+  for (const auto& vi : g.outputs) out.insert(vi.name);  // a body may return an outer value as is
   for (const auto& node : g.nodes) {
     for (const auto& in : node.inputs) out.insert(in);
     for (const auto& [key, attr] : node.attributes) {

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "core/buffer_pool.hpp"
+
 namespace deskml::kernels::cpu::onednn {
 namespace {
 
@@ -94,7 +96,14 @@ void rethrow(const dnnl::error& e, const std::string& what) {
 dnnl::memory ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want) {
   std::lock_guard lock(mutex_);
   if (!source_.defined() || source_.raw_data() != w.raw_data() || reordered_.get_desc() != want) {
-    reordered_ = reorder_to(wrap(user, w), want);
+    // Packed weights are read in full on every run: large ones go on huge pages,
+    // which saves the TLB misses of streaming tens of MB through 4 KiB pages.
+    storage_ = allocate_large(want.get_size());
+    reordered_ = dnnl::memory(want, engine(), storage_.get());
+    dnnl::memory from = wrap(user, w);
+    dnnl::stream stream(engine());
+    dnnl::reorder(from, reordered_).execute(stream, from, reordered_);
+    stream.wait();
     source_ = w;
   }
   return reordered_;

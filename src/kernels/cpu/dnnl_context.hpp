@@ -64,6 +64,7 @@ class ReorderedWeights {
  private:
   std::mutex mutex_;
   Tensor source_;
+  std::shared_ptr<void> storage_;  // the reordered copy (huge pages when large)
   dnnl::memory reordered_;
 };
 

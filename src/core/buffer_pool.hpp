@@ -1,0 +1,45 @@
+// The memory arena tensors draw from: freed buffers of 16 KiB and more are
+// kept, by exact (64-byte rounded) size, and handed to the next tensor of that
+// size, so a model run again with the same shapes allocates nothing new and
+// touches no fresh pages. The pool is bounded (default 1 GiB, or
+// DESKML_POOL_MB); past the bound the least recently freed buffers go back to
+// the system. Thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace deskml {
+
+// 64-byte aligned memory for `bytes`; from 2 MiB up it is 2 MiB aligned and
+// advised onto transparent huge pages (fewer TLB misses for big tensors and
+// packed weights). Free with std::free. nullptr when the system has none.
+void* allocate_aligned(size_t bytes);
+// The same, owned.
+std::shared_ptr<void> allocate_large(size_t bytes);
+
+class BufferPool {
+ public:
+  static BufferPool& instance();
+
+  // 64-byte aligned storage of at least `bytes`; nullptr when the system has none.
+  void* acquire(size_t bytes);
+  // Returns storage from acquire(bytes) (same `bytes`).
+  void release(void* p, size_t bytes);
+
+  // Buffers smaller than this bypass the pool (malloc is fast and cache-warm for them).
+  static constexpr size_t kMinPooledBytes = 16 * 1024;
+
+  size_t cached_bytes() const;
+  void set_limit(size_t bytes);
+  // Frees every cached buffer (tests; a caller that wants memory back now).
+  void trim();
+
+ private:
+  BufferPool();
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace deskml

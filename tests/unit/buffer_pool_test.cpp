@@ -1,0 +1,74 @@
+#include "core/buffer_pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "core/tensor.hpp"
+
+namespace deskml {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kPooling = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kPooling = false;
+#else
+constexpr bool kPooling = true;
+#endif
+#else
+constexpr bool kPooling = true;
+#endif
+
+TEST(BufferPool, ReusesAFreedBufferOfTheSameSize) {
+  if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
+  auto& pool = BufferPool::instance();
+  pool.trim();
+  const size_t bytes = 1 << 20;
+  void* a = pool.acquire(bytes);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % 64, 0u);
+  pool.release(a, bytes);
+  EXPECT_EQ(pool.cached_bytes(), bytes);
+  void* b = pool.acquire(bytes);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+  void* c = pool.acquire(bytes + 64);  // another size: a fresh buffer
+  EXPECT_NE(c, b);
+  pool.release(b, bytes);
+  pool.release(c, bytes + 64);
+  pool.trim();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
+TEST(BufferPool, SmallBuffersAndTheLimitKeepItBounded) {
+  if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
+  auto& pool = BufferPool::instance();
+  pool.trim();
+  void* small = pool.acquire(BufferPool::kMinPooledBytes / 2);
+  pool.release(small, BufferPool::kMinPooledBytes / 2);
+  EXPECT_EQ(pool.cached_bytes(), 0u);  // small ones go straight back
+  pool.set_limit(3 << 20);
+  void* bufs[4];
+  for (auto& p : bufs) p = pool.acquire(1 << 20);
+  for (auto& p : bufs) pool.release(p, 1 << 20);
+  EXPECT_EQ(pool.cached_bytes(), size_t{3} << 20);  // the oldest one was freed
+  pool.set_limit(size_t{1} << 30);
+  pool.trim();
+}
+
+TEST(BufferPool, TensorsRunTheSameShapesWithoutNewBuffers) {
+  if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
+  BufferPool::instance().trim();
+  const void* first = nullptr;
+  {
+    Tensor t(DataType::kFloat32, {256, 256});
+    first = t.raw_data();
+  }
+  Tensor again(DataType::kFloat32, {256, 256});
+  EXPECT_EQ(again.raw_data(), first);
+}
+
+}  // namespace
+}  // namespace deskml
