@@ -353,6 +353,30 @@ int fuse_attention(GraphEditor& editor) {
     if (!mask.empty()) f.inputs.push_back(mask);
     f.outputs = {n->outputs[0]};
     f.attributes["scale"] = scale;
+    // Head split/merge transposes around attention become strided reads and writes.
+    auto absorb_input = [&](size_t idx, const char* attr) {
+      const std::string in = f.inputs[idx];
+      const int p = editor.producer(in);
+      if (p < 0 || editor.is_removed(static_cast<size_t>(p)) || editor.single_consumer(in) < 0) return;
+      const graph::Node& t = g.nodes[static_cast<size_t>(p)];
+      if (!is_op(t, "Transpose") || t.inputs.empty() || t.attr_ints("perm").empty()) return;
+      f.attributes[attr] = t.attr_ints("perm");
+      f.inputs[idx] = t.inputs[0];
+      chain.push_back(static_cast<size_t>(p));
+    };
+    if (f.inputs[0] != f.inputs[1] && f.inputs[1] != f.inputs[2] && f.inputs[0] != f.inputs[2]) {
+      absorb_input(0, "q_perm");
+      absorb_input(1, "k_perm");
+      absorb_input(2, "v_perm");
+    }
+    if (const int c = editor.single_consumer(n->outputs[0]); c >= 0) {
+      const graph::Node& t = g.nodes[static_cast<size_t>(c)];
+      if (is_op(t, "Transpose") && !t.attr_ints("perm").empty() && t.outputs.size() == 1) {
+        f.attributes["out_perm"] = t.attr_ints("perm");
+        f.outputs = {t.outputs[0]};
+        chain.push_back(static_cast<size_t>(c));
+      }
+    }
     *n = std::move(f);
     for (size_t c : chain) editor.mark_removed(c);
     ++fused;
