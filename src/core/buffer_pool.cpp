@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <new>
 #include <list>
 #include <mutex>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>

@@ -19,9 +19,10 @@ namespace {
 const std::vector<int64_t> kToNhwc = {0, 2, 3, 1};
 const std::vector<int64_t> kToNchw = {0, 3, 1, 2};
 
-const std::set<std::string> kUnary = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu",
-                                      "Selu", "Softplus", "Softsign", "Abs", "Neg", "Exp", "Log", "Sqrt",
-                                      "Reciprocal", "Erf", "Clip", "Floor", "Ceil", "Round", "Sign", "Identity"};
+const std::set<std::string> kUnary = {"Relu",  "LeakyRelu", "Sigmoid",  "Tanh",       "HardSigmoid", "HardSwish",
+                                      "Elu",   "Selu",      "Softplus", "Softsign",   "Abs",         "Neg",
+                                      "Exp",   "Log",       "Sqrt",     "Reciprocal", "Erf",         "Clip",
+                                      "Floor", "Ceil",      "Round",    "Sign",       "Identity"};
 const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
 const std::set<std::string> kDeskmlUnary = {"Swish", "Gelu"};
 
@@ -54,7 +55,7 @@ Tensor to_nhwc_constant(const Tensor& t) {
 
 int convert_to_channels_last(GraphEditor& editor) {
   auto& g = editor.graph();
-  std::unordered_map<std::string, std::string> nhwc;    // NCHW name -> NHWC name, for converted values
+  std::unordered_map<std::string, std::string> nhwc;     // NCHW name -> NHWC name, for converted values
   std::unordered_map<std::string, std::string> to_nhwc;  // transposes inserted so far (input side)
   std::unordered_set<size_t> converted;
   std::vector<graph::Node> out_nodes;
@@ -106,8 +107,8 @@ int convert_to_channels_last(GraphEditor& editor) {
       auto r = rank_of(editor, n.inputs[0]);
       convert = w && w->rank() == 4 && r && *r == 4 && n.attr_int("channels_last", 0) == 0;
     } else if (any_nhwc && n.outputs.size() == 1) {
-      const bool unary = (n.domain.empty() && kUnary.count(n.op_type)) ||
-                         (n.domain == kDeskmlDomain && kDeskmlUnary.count(n.op_type));
+      const bool unary =
+          (n.domain.empty() && kUnary.count(n.op_type)) || (n.domain == kDeskmlDomain && kDeskmlUnary.count(n.op_type));
       if (unary) {
         convert = nhwc.count(n.inputs[0]) != 0;  // Clip's bounds stay as they are
         for (size_t k = 1; k < n.inputs.size() && convert; ++k) {
@@ -156,8 +157,8 @@ int convert_to_channels_last(GraphEditor& editor) {
       continue;
     }
     const bool is_conv = n.domain == kDeskmlDomain && n.op_type == "FusedConv";
-    const bool is_unary = n.inputs.size() >= 1 && !is_conv && n.op_type != "Concat" &&
-                          !(n.domain.empty() && kBinary.count(n.op_type));
+    const bool is_unary =
+        n.inputs.size() >= 1 && !is_conv && n.op_type != "Concat" && !(n.domain.empty() && kBinary.count(n.op_type));
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       const std::string& in = n.inputs[k];
       if (in.empty()) continue;

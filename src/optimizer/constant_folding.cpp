@@ -12,8 +12,8 @@ namespace {
 // Folding must not change what a run computes or grow the model without bound.
 constexpr int64_t kMaxFoldedElements = int64_t{1} << 24;
 
-const std::set<std::string> kNonDeterministic = {"RandomNormal", "RandomUniform", "RandomNormalLike",
-                                                 "RandomUniformLike", "Multinomial", "Bernoulli"};
+const std::set<std::string> kNonDeterministic = {"RandomNormal",      "RandomUniform", "RandomNormalLike",
+                                                 "RandomUniformLike", "Multinomial",   "Bernoulli"};
 
 bool has_subgraph(const graph::Node& node) {
   for (const auto& [key, attr] : node.attributes) {

@@ -49,8 +49,8 @@ void scaled_masked_softmax(Tensor& scores, const Tensor* mask, float scale, int 
   if (mask) {
     auto out = broadcast_shapes(ss, mask->shape());
     if (!out.ok() || *out != ss) {
-      throw_status(ctx.error("the mask " + mask->description() + " does not broadcast to the scores " +
-                             shape_to_string(ss)));
+      throw_status(
+          ctx.error("the mask " + mask->description() + " does not broadcast to the scores " + shape_to_string(ss)));
     }
     mask_full = mask->shape() == ss ? *mask : strided_copy(*mask, ss, broadcast_strides(mask->shape(), ss), 1);
   }
@@ -189,11 +189,13 @@ class AttentionKernel final : public Kernel {
     });
     try {
       onednn::execute(e->qk, e->qk_scratch,
-                      {{DNNL_ARG_SRC, onednn::wrap(e->q, q)}, {DNNL_ARG_WEIGHTS, onednn::wrap(e->k, k)},
+                      {{DNNL_ARG_SRC, onednn::wrap(e->q, q)},
+                       {DNNL_ARG_WEIGHTS, onednn::wrap(e->k, k)},
                        {DNNL_ARG_DST, onednn::wrap(e->s, scores)}});
       scaled_masked_softmax(scores, mask, scale_, ctx.threads(), ctx);
       onednn::execute(e->pv, e->pv_scratch,
-                      {{DNNL_ARG_SRC, onednn::wrap(e->s, scores)}, {DNNL_ARG_WEIGHTS, onednn::wrap(e->v, v)},
+                      {{DNNL_ARG_SRC, onednn::wrap(e->s, scores)},
+                       {DNNL_ARG_WEIGHTS, onednn::wrap(e->v, v)},
                        {DNNL_ARG_DST, onednn::wrap(e->o, y)}});
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, label);

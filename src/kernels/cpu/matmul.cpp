@@ -98,6 +98,58 @@ void permute_copy(const E* in, E* out, const Shape& out_shape, const std::vector
 
 }  // namespace
 
+namespace {
+
+// out[o][r][c] = in[o * outer_stride + r + c * col_stride]: a batch of 2-D
+// transposes (NCHW -> NHWC is one, with r = H*W and c = C), done in row tiles so
+// that both sides stay in cache however small c is.
+template <typename E>
+void tiled_transpose(const E* in, E* out, int64_t outer, int64_t rows, int64_t cols, int64_t outer_stride,
+                     int64_t col_stride, int threads) {
+  const int64_t kTile = std::max<int64_t>(64, 8192 / std::max<int64_t>(cols, 1));  // ~32 KiB of output per tile
+  const int64_t tiles = (rows + kTile - 1) / kTile;
+  parallel_for(outer * tiles, threads, kTile * cols, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t o = t / tiles, r0 = (t % tiles) * kTile, r1 = std::min(rows, r0 + kTile);
+      const E* ib = in + o * outer_stride;
+      E* ob = out + o * rows * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        const E* src = ib + c * col_stride;
+        for (int64_t r = r0; r < r1; ++r) ob[r * cols + c] = src[r];
+      }
+    }
+  });
+}
+
+template <typename E>
+bool try_tiled_transpose(const Tensor& t, Tensor& out, const Shape& shape, const std::vector<int64_t>& strides,
+                         int threads) {
+  // Merge output dims that are contiguous in the input too; then look for [outer?, rows, cols]
+  // with rows contiguous in the input and cols strided.
+  Shape dims;
+  std::vector<int64_t> st;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1) continue;
+    if (!dims.empty() && st.back() == strides[i] * shape[i]) {
+      dims.back() *= shape[i];
+      st.back() = strides[i];
+    } else {
+      dims.push_back(shape[i]);
+      st.push_back(strides[i]);
+    }
+  }
+  if (dims.size() < 2 || dims.size() > 3) return false;
+  const size_t n = dims.size();
+  const int64_t rows = dims[n - 2], cols = dims[n - 1];
+  if (st[n - 2] != 1 || cols > 64 || st[n - 1] != rows) return false;
+  const int64_t outer = n == 3 ? dims[0] : 1;
+  if (n == 3 && st[0] != rows * cols) return false;
+  tiled_transpose(t.data<E>(), out.data<E>(), outer, rows, cols, rows * cols, rows, threads);
+  return true;
+}
+
+}  // namespace
+
 Tensor permute_tensor(const Tensor& t, const std::vector<int64_t>& perm, int threads) {
   const auto strides = shape_strides(t.shape());
   Shape out_shape(perm.size());
@@ -105,6 +157,10 @@ Tensor permute_tensor(const Tensor& t, const std::vector<int64_t>& perm, int thr
   for (size_t i = 0; i < perm.size(); ++i) {
     out_shape[i] = t.shape()[static_cast<size_t>(perm[i])];
     in_strides[i] = strides[static_cast<size_t>(perm[i])];
+  }
+  if (t.dtype() == DataType::kFloat32 && t.numel() > 0) {
+    Tensor out(t.dtype(), out_shape);
+    if (try_tiled_transpose<float>(t, out, out_shape, in_strides, threads)) return out;
   }
   return strided_copy(t, out_shape, in_strides, threads);
 }

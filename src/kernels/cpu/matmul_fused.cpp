@@ -28,7 +28,8 @@ class FusedMatMulKernel final : public Kernel {
     if (k != kb) {
       return ctx.error("A " + a.description() + " and B " + b.description() + " do not agree on the inner dimension");
     }
-    if (bias && bias->numel() != n) return ctx.error("bias " + bias->description() + " must have " + std::to_string(n) + " values");
+    if (bias && bias->numel() != n)
+      return ctx.error("bias " + bias->description() + " must have " + std::to_string(n) + " values");
     const int64_t m = k == 0 ? a.numel() : a.numel() / k;
     Shape out_shape(a.shape().begin(), a.shape().end() - 1);
     out_shape.push_back(n);

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/elementwise_common.hpp"
 #include "kernels/cpu/pool_geometry.hpp"
 
 namespace deskml::kernels::cpu {
@@ -31,36 +32,38 @@ class NhwcPoolKernel final : public Kernel {
     const int64_t dh = g.dilations[0], dw = g.dilations[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
     const int64_t eh = ih + g.pad_end[0], ew = iw + g.pad_end[1];  // padded extents (for count_include_pad)
     parallel_for(n * oh, ctx.threads(), ow * kh * kw * c, [&](int64_t lo, int64_t hi) {
-      for (int64_t row = lo; row < hi; ++row) {
-        const int64_t b = row / oh, r = row % oh;
-        for (int64_t q = 0; q < ow; ++q) {
-          float* out = yp + ((b * oh + r) * ow + q) * c;
-          std::fill(out, out + c, max_ ? std::numeric_limits<float>::lowest() : 0.0f);
-          int64_t valid = 0, padded = 0;
-          for (int64_t i = 0; i < kh; ++i) {
-            const int64_t y0 = r * sh - ph + i * dh;
-            if (y0 >= eh) continue;
-            for (int64_t j = 0; j < kw; ++j) {
-              const int64_t x0 = q * sw - pw + j * dw;
-              if (x0 >= ew) continue;
-              ++padded;
-              if (y0 < 0 || y0 >= ih || x0 < 0 || x0 >= iw) continue;
-              ++valid;
-              const float* in = xp + ((b * ih + y0) * iw + x0) * c;
-              if (max_) {
-                for (int64_t k = 0; k < c; ++k) out[k] = std::max(out[k], in[k]);
-              } else {
-                for (int64_t k = 0; k < c; ++k) out[k] += in[k];
+      ew::run_best([&] {
+        for (int64_t row = lo; row < hi; ++row) {
+          const int64_t b = row / oh, r = row % oh;
+          for (int64_t q = 0; q < ow; ++q) {
+            float* out = yp + ((b * oh + r) * ow + q) * c;
+            std::fill(out, out + c, max_ ? std::numeric_limits<float>::lowest() : 0.0f);
+            int64_t valid = 0, padded = 0;
+            for (int64_t i = 0; i < kh; ++i) {
+              const int64_t y0 = r * sh - ph + i * dh;
+              if (y0 >= eh) continue;
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t x0 = q * sw - pw + j * dw;
+                if (x0 >= ew) continue;
+                ++padded;
+                if (y0 < 0 || y0 >= ih || x0 < 0 || x0 >= iw) continue;
+                ++valid;
+                const float* in = xp + ((b * ih + y0) * iw + x0) * c;
+                if (max_) {
+                  for (int64_t k = 0; k < c; ++k) out[k] = std::max(out[k], in[k]);
+                } else {
+                  for (int64_t k = 0; k < c; ++k) out[k] += in[k];
+                }
               }
             }
-          }
-          if (!max_) {
-            const int64_t div = attrs_.count_include_pad ? padded : valid;
-            const float inv = div > 0 ? 1.0f / static_cast<float>(div) : 0.0f;
-            for (int64_t k = 0; k < c; ++k) out[k] *= inv;
+            if (!max_) {
+              const int64_t div = attrs_.count_include_pad ? padded : valid;
+              const float inv = div > 0 ? 1.0f / static_cast<float>(div) : 0.0f;
+              for (int64_t k = 0; k < c; ++k) out[k] *= inv;
+            }
           }
         }
-      }
+      });
     });
     return Status::Ok();
   }
@@ -113,10 +116,12 @@ void register_nhwc_pool_kernels(KernelRegistry& r) {
     def.factory = [max](const graph::Node& node) { return std::make_unique<NhwcPoolKernel>(node, max); };
     r.add(def);
   }
-  r.add("NhwcGlobalMaxPool", 1, INT_MAX, {DataType::kFloat32},
-        [](KernelContext& ctx) { return nhwc_global_pool(ctx, true); }, "deskml");
-  r.add("NhwcGlobalAveragePool", 1, INT_MAX, {DataType::kFloat32},
-        [](KernelContext& ctx) { return nhwc_global_pool(ctx, false); }, "deskml");
+  r.add(
+      "NhwcGlobalMaxPool", 1, INT_MAX, {DataType::kFloat32},
+      [](KernelContext& ctx) { return nhwc_global_pool(ctx, true); }, "deskml");
+  r.add(
+      "NhwcGlobalAveragePool", 1, INT_MAX, {DataType::kFloat32},
+      [](KernelContext& ctx) { return nhwc_global_pool(ctx, false); }, "deskml");
 }
 
 }  // namespace deskml::kernels::cpu

@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/matmul_loops.hpp"
 #include "kernels/cpu/shape_util.hpp"
 
 namespace deskml::kernels::cpu {
@@ -40,6 +41,10 @@ Status transpose_kernel(KernelContext& ctx) {
   }
   if (identity) {
     ctx.set_output(0, x);
+    return Status::Ok();
+  }
+  if (x.dtype() == DataType::kFloat32) {  // has a tiled path for NCHW <-> NHWC-like transposes
+    ctx.set_output(0, permute_tensor(x, perm, ctx.threads()));
     return Status::Ok();
   }
   Tensor& out = ctx.allocate_output(0, x.dtype(), out_shape);
