@@ -97,6 +97,7 @@ int fuse_activation_patterns(GraphEditor& editor) {
     if (editor.is_removed(i)) continue;
     const graph::Node& node = g.nodes[i];
     // Swish / SiLU: Mul(x, Sigmoid(x)).
+    if (node.inputs.empty()) continue;
     if (is_op(node, "Sigmoid") && node.outputs.size() == 1) {
       const int m = editor.single_consumer(node.outputs[0]);
       if (m < 0) continue;

@@ -9,8 +9,12 @@ Status optimize(graph::Model& model, const kernels::KernelRegistry& registry, co
   if (options.level <= 0) return Status::Ok();
   // A node with no kernel is an error the planner reports; dead-code removal
   // must not hide it, so such a graph is left as it is.
+  // The same for malformed nodes (no outputs, or a first input or output left
+  // unnamed), which the passes' patterns would otherwise have to guard one by one.
   for (const auto& node : model.graph.nodes) {
     if (!registry.supports(node.op_type, node.domain, node.opset)) return Status::Ok();
+    if (node.outputs.empty() || node.outputs[0].empty()) return Status::Ok();
+    if (!node.inputs.empty() && node.inputs[0].empty() && node.op_type != "Loop") return Status::Ok();
   }
   // The passes sweep nodes in order, so put them in a topological one (a cycle
   // or a dangling read is left for the planner to report).
