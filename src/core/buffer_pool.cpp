@@ -85,6 +85,8 @@ BufferPool::BufferPool() : impl_(new Impl()) {
   }
 }
 
+bool BufferPool::pooling_enabled() { return kPooling; }
+
 void* BufferPool::acquire(size_t bytes) {
   if (kPooling && bytes >= kMinPooledBytes) {
     std::lock_guard lock(impl_->mutex);

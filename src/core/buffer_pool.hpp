@@ -30,6 +30,8 @@ class BufferPool {
 
   // Buffers smaller than this bypass the pool (malloc is fast and cache-warm for them).
   static constexpr size_t kMinPooledBytes = 16 * 1024;
+  // False in AddressSanitizer builds, where recycled buffers would hide use-after-free.
+  static bool pooling_enabled();
 
   size_t cached_bytes() const;
   void set_limit(size_t bytes);

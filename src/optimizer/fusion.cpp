@@ -180,23 +180,20 @@ int fuse_conv(GraphEditor& editor) {
     std::string y = conv.outputs[0];
     size_t last = i;
     std::vector<size_t> chain;
-    auto next = [&](const std::string& v) -> graph::Node* {
-      const int c = editor.single_consumer(v);
-      return c < 0 ? nullptr : &g.nodes[static_cast<size_t>(c)];
-    };
     auto take = [&](graph::Node* n) {
       chain.push_back(last);
       last = static_cast<size_t>(n - g.nodes.data());
       y = n->outputs[0];
     };
     // [activation] [Add residual] [activation]
-    if (graph::Node* n = next(y)) {
+    if (graph::Node* n = editor.sole_reader(y)) {
       if (auto act = match_activation(editor, *n); act && n->inputs[0] == y) {
         set_activation_attrs(f, "activation", *act);
         take(n);
       }
     }
-    if (graph::Node* n = next(y); n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
+    if (graph::Node* n = editor.sole_reader(y);
+        n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
       const std::string& r = other_input(*n, y);
       if (same_shape(editor, r, y) && editor.dtype_of(r) == DataType::kFloat32) {
         f.inputs.push_back(r);
@@ -207,7 +204,7 @@ int fuse_conv(GraphEditor& editor) {
           f.attributes.erase("activation");
         }
         take(n);
-        if (graph::Node* a = next(y)) {
+        if (graph::Node* a = editor.sole_reader(y)) {
           if (auto act = match_activation(editor, *a); act && a->inputs[0] == y) {
             set_activation_attrs(f, "activation", *act);
             take(a);
@@ -262,12 +259,8 @@ int fuse_matmul(GraphEditor& editor) {
     std::string y = mm.outputs[0];
     size_t last = i;
     std::vector<size_t> chain;
-    auto next = [&](const std::string& v) -> graph::Node* {
-      const int c = editor.single_consumer(v);
-      return c < 0 ? nullptr : &g.nodes[static_cast<size_t>(c)];
-    };
     if (f.inputs.size() == 2) {  // MatMul + Add(bias [N])
-      if (graph::Node* n = next(y); n && is_op(*n, "Add") && n->inputs.size() == 2) {
+      if (graph::Node* n = editor.sole_reader(y); n && is_op(*n, "Add") && n->inputs.size() == 2) {
         const Tensor* bias = editor.constant(other_input(*n, y));
         if (bias && bias->dtype() == DataType::kFloat32 && bias->numel() == n_out && bias->rank() >= 1 &&
             bias->dim(-1) == n_out && (bias->rank() == 1 || bias->rank() <= static_cast<int64_t>(a_rank))) {
@@ -278,7 +271,7 @@ int fuse_matmul(GraphEditor& editor) {
         }
       }
     }
-    if (graph::Node* n = next(y)) {
+    if (graph::Node* n = editor.sole_reader(y)) {
       if (auto act = match_activation(editor, *n); act && n->inputs[0] == y) {
         set_activation_attrs(f, "activation", *act);
         chain.push_back(last);
@@ -306,22 +299,18 @@ int fuse_attention(GraphEditor& editor) {
     if (editor.is_removed(i)) continue;
     const graph::Node& qk = g.nodes[i];
     if (!is_op(qk, "MatMul") || qk.inputs.size() != 2 || qk.outputs.size() != 1) continue;
-    auto next = [&](const std::string& v) -> graph::Node* {
-      const int c = editor.single_consumer(v);
-      return c < 0 ? nullptr : &g.nodes[static_cast<size_t>(c)];
-    };
     std::vector<size_t> chain = {i};
     std::string y = qk.outputs[0];
     float scale = 1.0f;
     std::string mask;
-    graph::Node* n = next(y);
+    graph::Node* n = editor.sole_reader(y);
     if (n && (is_op(*n, "Div") || is_op(*n, "Mul")) && n->inputs.size() == 2 && n->inputs[0] == y) {
       auto c = scalar_constant(editor, n->inputs[1]);
       if (!c || *c == 0.0f) continue;
       scale = is_op(*n, "Div") ? 1.0f / *c : *c;
       chain.push_back(static_cast<size_t>(n - g.nodes.data()));
       y = n->outputs[0];
-      n = next(y);
+      n = editor.sole_reader(y);
     }
     if (n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
       const std::string& m = other_input(*n, y);
@@ -329,7 +318,7 @@ int fuse_attention(GraphEditor& editor) {
       mask = m;
       chain.push_back(static_cast<size_t>(n - g.nodes.data()));
       y = n->outputs[0];
-      n = next(y);
+      n = editor.sole_reader(y);
     }
     if (!n || !is_op(*n, "Softmax") || n->outputs.size() != 1) continue;
     // Softmax over the last axis: opset 13's default, or an explicit last axis of a known rank.
@@ -339,7 +328,7 @@ int fuse_attention(GraphEditor& editor) {
     if (!last_axis) continue;
     chain.push_back(static_cast<size_t>(n - g.nodes.data()));
     y = n->outputs[0];
-    n = next(y);
+    n = editor.sole_reader(y);
     if (!n || !is_op(*n, "MatMul") || n->inputs.size() != 2 || n->inputs[0] != y || n->inputs[1] == y) continue;
     // All float32: the first MatMul's operands decide (MatMul has one type).
     if (editor.dtype_of(qk.inputs[0]) != DataType::kFloat32 && editor.dtype_of(qk.inputs[1]) != DataType::kFloat32) {

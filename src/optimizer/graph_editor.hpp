@@ -58,6 +58,11 @@ class GraphEditor {
   // The only consumer of `value` when exactly one node reads it once and it is
   // not a graph output or pinned, and that node is not marked removed; -1 otherwise.
   int single_consumer(const std::string& value) const;
+  // The same node itself, or nullptr.
+  graph::Node* sole_reader(const std::string& value) {
+    const int c = single_consumer(value);
+    return c < 0 ? nullptr : &graph_.nodes[static_cast<size_t>(c)];
+  }
 
  private:
   graph::Graph& graph_;

@@ -9,17 +9,7 @@
 namespace deskml {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kPooling = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kPooling = false;
-#else
-constexpr bool kPooling = true;
-#endif
-#else
-constexpr bool kPooling = true;
-#endif
+const bool kPooling = BufferPool::pooling_enabled();
 
 TEST(BufferPool, ReusesAFreedBufferOfTheSameSize) {
   if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
