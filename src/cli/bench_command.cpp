@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "cli/bench_common.hpp"
 #include "cli/commands.hpp"
 #include "core/npy.hpp"
 #include "runtime/session.hpp"
@@ -19,28 +20,6 @@ extern int g_exit_code;
 
 namespace deskml::cli {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct BenchOptions {
-  std::string model;
-  std::vector<std::string> inputs;
-  int64_t batch = 1;
-  int threads = 0;
-  int iters = 20;
-  int warmup = 3;
-  bool json = false;
-  bool profile = false;
-  double idle_seconds = 0;
-};
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-double peak_rss_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
 
 // Process CPU time (user + system, all threads) in seconds.
 double cpu_seconds() {
@@ -147,36 +126,8 @@ nlohmann::json profile_nodes_json(const ProfileSummary& sum) {
   return nodes;
 }
 
-// Synthesises an input from its declared type: the first symbolic dim is the
-// batch, other symbolic dims default to 1 (or 128 for a second, "sequence"-like dim).
-Result<Tensor> synthesize(const graph::ValueInfo& info, int64_t batch, std::mt19937& rng) {
-  if (!info.type.shape) return invalid_argument("input '" + info.name + "' has no declared shape; pass --input");
-  Shape shape;
-  bool first = true;
-  for (size_t i = 0; i < info.type.shape->size(); ++i) {
-    const auto& d = (*info.type.shape)[i];
-    if (d.known()) shape.push_back(d.value);
-    else shape.push_back(first ? batch : (i == 1 ? 128 : 1));
-    if (!d.known()) first = false;
-  }
-  const DataType dt = info.type.dtype;
-  Tensor t(dt, shape);
-  if (dt == DataType::kFloat32) {
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  } else if (dt == DataType::kInt64 || dt == DataType::kInt32) {
-    std::uniform_int_distribution<int64_t> dist(0, 99);  // small ids are valid for any vocabulary
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if (dt == DataType::kInt64) t.data<int64_t>()[i] = dist(rng);
-      else t.data<int32_t>()[i] = static_cast<int32_t>(dist(rng));
-    }
-  } else {
-    t = Tensor::zeros(dt, shape);
-  }
-  return t;
-}
-
 Status bench(const BenchOptions& opts) {
+  if (opts.clients > 0) return bench_runtime(opts);
   runtime::SessionOptions so;
   so.threads = opts.threads;
   const auto load_start = Clock::now();
@@ -228,13 +179,15 @@ Status bench(const BenchOptions& opts) {
     idle_cpu_percent = 100.0 * (cpu_seconds() - cpu0) / wall_s;
   }
   std::sort(times.begin(), times.end());
-  auto pct = [&](double p) { return times[std::min(times.size() - 1, static_cast<size_t>(p * (times.size() - 1) + 0.5))]; };
+  auto pct = [&](double p) {
+    return times[std::min(times.size() - 1, static_cast<size_t>(p * (times.size() - 1) + 0.5))];
+  };
   const double median = pct(0.5), p90 = pct(0.9);
   const double items_per_s = static_cast<double>(opts.batch) * 1000.0 / median;
   if (opts.json) {
-    nlohmann::json j{{"model", opts.model},       {"batch", opts.batch},   {"threads", session->threads()},
-                     {"iters", opts.iters},       {"median_ms", median},   {"p90_ms", p90},
-                     {"min_ms", times.front()},   {"items_per_s", items_per_s}, {"load_ms", load_ms},
+    nlohmann::json j{{"model", opts.model},         {"batch", opts.batch},        {"threads", session->threads()},
+                     {"iters", opts.iters},         {"median_ms", median},        {"p90_ms", p90},
+                     {"min_ms", times.front()},     {"items_per_s", items_per_s}, {"load_ms", load_ms},
                      {"peak_rss_mb", peak_rss_mb()}};
     if (opts.idle_seconds > 0) j["idle_cpu_percent"] = idle_cpu_percent;
     if (opts.profile) {
@@ -280,6 +233,20 @@ void add_bench_command(CLI::App& app) {
                   "After the timed runs, sleep this long with the session loaded and report the process CPU "
                   "used meanwhile as % of one core (idle_cpu_percent); 0 = skip")
       ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--clients", opts->clients,
+                  "Drive the serving runtime in-process with this many concurrent callers instead of timing "
+                  "bare runs; reports requests/s and p50/p99 latency (requests_per_s, p50_ms, p99_ms)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--requests", opts->requests, "Requests in all with --clients (default 2000)")
+      ->check(CLI::Range(1, 100000000));
+  cmd->add_flag("--no-batching", opts->no_batching, "With --clients: run every request alone (max_batch_size 0)");
+  cmd->add_option("--max-batch", opts->max_batch, "With --clients: the dynamic batcher's max_batch_size (default 64)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--queue-delay-us", opts->queue_delay_us,
+                  "With --clients: the batcher's max_queue_delay in microseconds (default 0: batch what is queued)")
+      ->check(CLI::Range(0, 10000000));
+  cmd->add_option("--instances", opts->instances, "With --clients: sessions serving the model (default 1)")
+      ->check(CLI::Range(1, 64));
   cmd->callback([opts] {
     Status st = bench(*opts);
     if (!st.ok()) {

@@ -37,6 +37,11 @@ std::string_view dtype_name(DataType t);
 // numpy dtype descriptor ("<f4", "|b1"); empty when numpy has none (bfloat16).
 std::string_view dtype_numpy_descr(DataType t);
 Result<DataType> dtype_from_numpy_descr(std::string_view descr);
+// KServe v2 / Triton datatype name: "FP32", "INT64", "BOOL", "BYTES" (strings), "BF16".
+std::string_view dtype_kserve_name(DataType t);
+// Any of: the ONNX-style name ("float"), numpy-style ("float32", "float64"), or the
+// KServe name ("FP32", "BYTES"). Case matters for neither family's spelling.
+Result<DataType> dtype_from_name(std::string_view name);
 // Accepts ONNX TensorProto values; rejects what deskml cannot hold (complex, float8).
 Result<DataType> dtype_from_onnx(int32_t value);
 bool dtype_is_float(DataType t);    // float16, bfloat16, float32, float64
@@ -45,9 +50,9 @@ bool dtype_is_signed(DataType t);
 
 template <typename T>
 struct TypeToDtype;
-#define DESKML_TYPE_MAP(T, D) \
-  template <>                 \
-  struct TypeToDtype<T> {     \
+#define DESKML_TYPE_MAP(T, D)                      \
+  template <>                                      \
+  struct TypeToDtype<T> {                          \
     static constexpr DataType value = DataType::D; \
   };
 DESKML_TYPE_MAP(float, kFloat32)
@@ -72,7 +77,8 @@ inline constexpr DataType dtype_of = TypeToDtype<T>::value;
 // Calls fn(T{}) with the C++ type for t, among the given kinds of types.
 // Unlisted types throw Error(Unsupported) naming `what`.
 #define DESKML_DISPATCH_CASE(D, T) \
-  case ::deskml::DataType::D: return fn(T{});
+  case ::deskml::DataType::D:      \
+    return fn(T{});
 
 template <typename Fn>
 decltype(auto) dispatch_all(DataType t, std::string_view what, Fn&& fn) {
@@ -91,7 +97,8 @@ decltype(auto) dispatch_all(DataType t, std::string_view what, Fn&& fn) {
     DESKML_DISPATCH_CASE(kUInt64, uint64_t)
     DESKML_DISPATCH_CASE(kBool, bool)
     DESKML_DISPATCH_CASE(kString, std::string)
-    default: break;
+    default:
+      break;
   }
   throw_status(unsupported(std::string(what) + ": unsupported data type " + std::string(dtype_name(t))));
 }
@@ -110,7 +117,8 @@ decltype(auto) dispatch_numeric(DataType t, std::string_view what, Fn&& fn) {
     DESKML_DISPATCH_CASE(kUInt32, uint32_t)
     DESKML_DISPATCH_CASE(kInt64, int64_t)
     DESKML_DISPATCH_CASE(kUInt64, uint64_t)
-    default: break;
+    default:
+      break;
   }
   throw_status(unsupported(std::string(what) + ": unsupported data type " + std::string(dtype_name(t))));
 }
@@ -120,7 +128,8 @@ decltype(auto) dispatch_float(DataType t, std::string_view what, Fn&& fn) {
   switch (t) {
     DESKML_DISPATCH_CASE(kFloat32, float)
     DESKML_DISPATCH_CASE(kFloat64, double)
-    default: break;
+    default:
+      break;
   }
   throw_status(unsupported(std::string(what) + ": unsupported data type " + std::string(dtype_name(t))));
 }

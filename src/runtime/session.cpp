@@ -3,9 +3,11 @@
 #include <omp.h>
 
 #include <fstream>
+#include <mutex>
 #include <new>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "graph/shape_inference.hpp"
@@ -30,7 +32,64 @@ int physical_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Small models (an MLP that runs in microseconds) lose time to the fork and join
+// of a parallel region: waking the other threads costs more than they save. For
+// each input shape the first runs alternate between the session's threads and
+// one thread; the faster choice sticks. A run that takes over a millisecond with
+// all threads settles the question at once (parallel wins by far there).
+struct Session::ThreadTuning {
+  struct Entry {
+    int runs[2] = {0, 0};  // [0]: all threads, [1]: one thread
+    double total_us[2] = {0, 0};
+    int chosen = 0;  // 0 = still measuring
+  };
+  static constexpr int kTrials = 5;
+  static constexpr size_t kMaxShapes = 256;
+  static constexpr double kBigRunUs = 1000;
+  std::mutex mutex;
+  std::unordered_map<uint64_t, Entry> entries;
+
+  void record(uint64_t key, int threads, int all, double us) {
+    std::lock_guard lock(mutex);
+    auto it = entries.find(key);
+    if (it == entries.end() || it->second.chosen) return;
+    Entry& e = it->second;
+    const int k = threads == all ? 0 : 1;
+    e.runs[k] += 1;
+    e.total_us[k] += us;
+    if (k == 0 && us > kBigRunUs) e.chosen = all;
+    if (e.runs[0] >= kTrials && e.runs[1] >= kTrials) {
+      const double mean_all = e.total_us[0] / e.runs[0], mean_one = e.total_us[1] / e.runs[1];
+      e.chosen = mean_one < 0.9 * mean_all ? 1 : all;
+    }
+  }
+};
+
 Session::~Session() = default;
+
+int Session::pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) const {
+  trial = false;
+  if (threads_ <= 1 || !tuning_) return threads_;
+  key = 1469598103934665603ull;
+  auto mix = [&](uint64_t v) { key = (key ^ v) * 1099511628211ull; };
+  for (const auto& [name, v] : feeds) {
+    mix(std::hash<std::string>{}(name));
+    if (v.is_tensor()) {
+      for (int64_t d : v.tensor.shape()) mix(static_cast<uint64_t>(d));
+    }
+    mix(0x9e3779b97f4a7c15ull);
+  }
+  std::lock_guard lock(tuning_->mutex);
+  auto it = tuning_->entries.find(key);
+  if (it == tuning_->entries.end()) {
+    if (tuning_->entries.size() >= ThreadTuning::kMaxShapes) return threads_;
+    it = tuning_->entries.emplace(key, ThreadTuning::Entry{}).first;
+  }
+  const auto& e = it->second;
+  if (e.chosen) return e.chosen;
+  trial = true;
+  return (e.runs[0] + e.runs[1]) % 2 == 0 ? threads_ : 1;
+}
 
 Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& model_path, const SessionOptions& options) {
   DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(model_path));
@@ -62,6 +121,7 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
   auto session = std::unique_ptr<Session>(new Session());
   session->model_ = std::make_shared<const graph::Model>(std::move(model));
   session->threads_ = options.threads > 0 ? options.threads : physical_cores();
+  session->tuning_ = std::make_unique<ThreadTuning>();
   const auto& g = session->model_->graph;
   for (const auto& vi : g.inputs) session->inputs_.push_back(vi);
   try {
@@ -167,15 +227,23 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
     fed[i] = true;
   }
   for (size_t i = 0; i < g.inputs.size(); ++i) {
-    const bool optional = g.initializers.count(g.inputs[i].name) ||
-                          g.inputs[i].type.optional;
+    const bool optional = g.initializers.count(g.inputs[i].name) || g.inputs[i].type.optional;
     if (!fed[i] && !optional) return invalid_argument("input '" + g.inputs[i].name + "' was not provided");
   }
-  omp_set_num_threads(threads_);
+  uint64_t tuning_key = 0;
+  bool trial = false;
+  const int threads =
+      options.threads > 0 ? std::min(options.threads, threads_) : pick_threads(feeds, tuning_key, trial);
+  omp_set_num_threads(threads);
   std::vector<Value> outputs;
   try {
-    const RunControl control{threads_, options.deadline, options.cancel, options.profile};
+    const RunControl control{threads, options.deadline, options.cancel, options.profile};
+    const auto start = std::chrono::steady_clock::now();
     DESKML_ASSIGN_OR_RETURN(outputs, plan_->run(std::move(inputs), nullptr, control));
+    if (trial) {
+      tuning_->record(tuning_key, threads, threads_,
+                      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+    }
   } catch (const Error& e) {
     return e.status();
   } catch (const std::bad_alloc&) {

@@ -57,6 +57,7 @@ struct RunOptions {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   const std::atomic<bool>* cancel = nullptr;  // another thread sets it to true to stop the run
   Profile* profile = nullptr;                 // when set, per-node timings are appended to it
+  int threads = 0;                            // threads for this run, at most the session's; 0 = tuned
 };
 
 using NamedValues = std::vector<std::pair<std::string, Value>>;
@@ -89,11 +90,16 @@ class Session {
  private:
   Session() = default;
   void warm_up() const;
+  // Picks the thread count for a run: the session's, or 1 where the measured
+  // runs of this input shape say a parallel region costs more than it saves.
+  struct ThreadTuning;
+  int pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) const;
   Status validate_feed(const graph::ValueInfo& info, const Value& value) const;
 
   std::shared_ptr<const graph::Model> model_;
   std::vector<graph::ValueInfo> inputs_;
   std::unique_ptr<ExecutionPlan> plan_;
+  std::unique_ptr<ThreadTuning> tuning_;
   int threads_ = 1;
 };
 

@@ -6,8 +6,7 @@ namespace deskml::serving {
 
 namespace {
 bool name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 bool leading_char(char c) { return name_char(c) && c != '.' && c != '_' && c != '-'; }
 }  // namespace
@@ -20,8 +19,7 @@ Status validate_model_name(std::string_view name) {
   }
   for (char c : name) {
     if (!name_char(c)) {
-      return invalid_argument("model name '" + std::string(name) +
-                              "' may hold only letters, digits, '.', '_' and '-'");
+      return invalid_argument("model name '" + std::string(name) + "' may hold only letters, digits, '.', '_' and '-'");
     }
   }
   return Status::Ok();

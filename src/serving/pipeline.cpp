@@ -36,6 +36,7 @@ struct Pipeline::RunState {
   ModelCall call;
   std::function<void(Result<Tensors>)> done;
   std::shared_ptr<CancelToken> token = std::make_shared<CancelToken>();  // given to every model call
+  uint64_t caller_cancel = 0;                                            // registration on options.cancel
 
   std::mutex mu;                     // guards everything below
   std::vector<Tensors> results;      // per step, its used output ports once finished
@@ -45,11 +46,17 @@ struct Pipeline::RunState {
   int64_t active = 0;  // drivers and model calls in flight; `done` fires when it drops to 0
   std::optional<Status> error;
 
+  // Under `mu`. The model calls in flight are cancelled by cancel_calls(), which
+  // must run outside `mu`: cancelling answers them, and their answers take `mu`.
   void fail(Status status) {
     if (error) return;
     error = std::move(status);
-    token->cancel();
+    cancel_pending.store(true, std::memory_order_release);
   }
+  void cancel_calls() {
+    if (cancel_pending.exchange(false, std::memory_order_acq_rel)) token->cancel();
+  }
+  std::atomic<bool> cancel_pending{false};
   // The caller's cancellation or an expired deadline, as a Status.
   std::optional<Status> interrupted(const std::string& when) const {
     if (options.cancel && options.cancel->cancelled()) {
@@ -412,11 +419,28 @@ void Pipeline::run(Tensors inputs, const InferOptions& options, const ModelCall&
     if (state->waiting[i] == 0) ready.push_back(i);
   }
   state->active = 1;  // this driver
+  if (options.cancel) {
+    // The caller's cancellation reaches the model calls in flight at once.
+    std::weak_ptr<RunState> weak = state;
+    state->caller_cancel = options.cancel->on_cancel([weak] {
+      if (auto s = weak.lock()) {
+        {
+          std::lock_guard<std::mutex> lock(s->mu);
+          s->fail(Status(StatusCode::kCancelled, "ensemble: cancelled by the caller"));
+        }
+        s->cancel_calls();
+      }
+    });
+  }
   drive(state, std::move(ready));
   release(state);
 }
 
 void Pipeline::drive(const std::shared_ptr<RunState>& state, Ready ready) {
+  struct CancelOnExit {
+    RunState& s;
+    ~CancelOnExit() { s.cancel_calls(); }
+  } cancel_on_exit{*state};
   const Pipeline& p = *state->pipeline;
   // Model steps go first so their calls are in flight while built-in steps compute.
   std::deque<size_t> queue;
@@ -547,6 +571,8 @@ void Pipeline::release(const std::shared_ptr<RunState>& state) {
     state->results.clear();
     state->inputs.clear();
   }
+  state->cancel_calls();
+  if (state->caller_cancel) state->options.cancel->remove(state->caller_cancel);
   auto done = std::move(state->done);
   done(std::move(*outcome));
 }

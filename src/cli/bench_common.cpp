@@ -1,0 +1,53 @@
+#include "cli/bench_common.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+
+namespace deskml::cli {
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5))];
+}
+
+// Synthesises an input from its declared type: the first symbolic dim is the
+// batch, other symbolic dims default to 1 (or 128 for a second, "sequence"-like dim).
+Result<Tensor> synthesize(const graph::ValueInfo& info, int64_t batch, std::mt19937& rng) {
+  if (!info.type.shape) return invalid_argument("input '" + info.name + "' has no declared shape; pass --input");
+  Shape shape;
+  bool first = true;
+  for (size_t i = 0; i < info.type.shape->size(); ++i) {
+    const auto& d = (*info.type.shape)[i];
+    if (d.known())
+      shape.push_back(d.value);
+    else
+      shape.push_back(first ? batch : (i == 1 ? 128 : 1));
+    if (!d.known()) first = false;
+  }
+  const DataType dt = info.type.dtype;
+  Tensor t(dt, shape);
+  if (dt == DataType::kFloat32) {
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  } else if (dt == DataType::kInt64 || dt == DataType::kInt32) {
+    std::uniform_int_distribution<int64_t> dist(0, 99);  // small ids are valid for any vocabulary
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (dt == DataType::kInt64)
+        t.data<int64_t>()[i] = dist(rng);
+      else
+        t.data<int32_t>()[i] = static_cast<int32_t>(dist(rng));
+    }
+  } else {
+    t = Tensor::zeros(dt, shape);
+  }
+  return t;
+}
+
+}  // namespace deskml::cli

@@ -1,0 +1,63 @@
+// One request on its way through a model's queue. Exactly one party answers it:
+// the worker that ran it, or whoever cancels it or sees its deadline pass. The
+// state word decides who (queued -> running -> done, or straight to done).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/status.hpp"
+#include "serving/metrics.hpp"
+#include "serving/request.hpp"
+#include "serving/result_cache.hpp"
+#include "serving/timer.hpp"
+
+namespace deskml::serving {
+
+class LoadedModel;
+
+struct PendingRequest {
+  enum State : int { kQueued = 0, kRunning = 1, kDone = 2 };
+
+  std::string model;
+  int64_t version = 0;
+  Tensors inputs;         // in the model's declared input order
+  int64_t rows = 0;       // batch rows (dim 0), 0 when the model does not batch
+  std::string signature;  // equal signatures may share a batch
+  InferOptions options;
+  Clock::time_point enqueued;
+  uint64_t seq = 0;
+  std::function<void(Result<InferResponse>)> done;  // the caller's callback
+  // Runs before `done` with the result (metrics, cache, keep-alive bookkeeping).
+  void (*on_finish)(PendingRequest&, const Result<InferResponse>&, void*) = nullptr;
+  void* on_finish_arg = nullptr;
+  std::atomic<int> state{kQueued};
+  bool counted = false;  // counted in the model's request metrics
+  const Metrics::Model* metrics = nullptr;
+  bool holds_slot = false;       // counted in its version slot's outstanding requests
+  ResultCache* cache = nullptr;  // where to store the result, with cache_key
+  std::optional<CacheKey> cache_key;
+  std::weak_ptr<LoadedModel> queued_in;  // where to take it out from on cancel
+  uint64_t cancel_registration = 0;
+  Timer::Id deadline_timer = 0;
+
+  // Moves the state from `from` to kDone and answers; false when another party
+  // already moved it.
+  bool finish(int from, Result<InferResponse> result) {
+    if (!state.compare_exchange_strong(from, kDone, std::memory_order_acq_rel)) return false;
+    if (on_finish) on_finish(*this, result, on_finish_arg);
+    auto fn = std::move(done);
+    fn(std::move(result));
+    return true;
+  }
+  bool start() {
+    int from = kQueued;
+    return state.compare_exchange_strong(from, kRunning, std::memory_order_acq_rel);
+  }
+};
+
+}  // namespace deskml::serving
