@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -41,9 +42,21 @@ struct PendingRequest {
   bool holds_slot = false;       // counted in its version slot's outstanding requests
   ResultCache* cache = nullptr;  // where to store the result, with cache_key
   std::optional<CacheKey> cache_key;
-  std::weak_ptr<LoadedModel> queued_in;  // where to take it out from on cancel
-  uint64_t cancel_registration = 0;
-  Timer::Id deadline_timer = 0;
+  // Registrations made while other threads may already answer the request: the
+  // one who answers takes them (exchange) and undoes them.
+  std::atomic<uint64_t> cancel_registration{0};
+  std::atomic<Timer::Id> deadline_timer{0};
+
+  // Where to take the request out from on cancel; set by the router, read by
+  // whoever cancels, so it is guarded.
+  void set_queue(std::weak_ptr<LoadedModel> q) {
+    std::lock_guard lock(link_mutex_);
+    queued_in_ = std::move(q);
+  }
+  std::shared_ptr<LoadedModel> queue() {
+    std::lock_guard lock(link_mutex_);
+    return queued_in_.lock();
+  }
 
   // Moves the state from `from` to kDone and answers; false when another party
   // already moved it.
@@ -54,10 +67,15 @@ struct PendingRequest {
     fn(std::move(result));
     return true;
   }
+  bool done_state() const { return state.load(std::memory_order_acquire) == kDone; }
   bool start() {
     int from = kQueued;
     return state.compare_exchange_strong(from, kRunning, std::memory_order_acq_rel);
   }
+
+ private:
+  std::mutex link_mutex_;
+  std::weak_ptr<LoadedModel> queued_in_;
 };
 
 }  // namespace deskml::serving

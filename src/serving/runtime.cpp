@@ -214,17 +214,24 @@ void Runtime::infer_async(const std::string& name, Tensors inputs, InferOptions 
     auto req = weak.lock();
     if (!req) return;
     if (req->finish(PendingRequest::kQueued, why) || req->finish(PendingRequest::kRunning, why)) {
-      if (auto model = req->queued_in.lock()) model->remove(req);
+      if (auto model = req->queue()) model->remove(req);
     }
   };
   if (r->options.cancel) {
-    r->cancel_registration =
-        r->options.cancel->on_cancel([abort] { abort(Status(StatusCode::kCancelled, "the request was cancelled")); });
+    r->cancel_registration.store(
+        r->options.cancel->on_cancel([abort] { abort(Status(StatusCode::kCancelled, "the request was cancelled")); }));
+    // Answered meanwhile (by the cancellation itself, on any thread): undo it here.
+    if (r->done_state()) {
+      if (auto id = r->cancel_registration.exchange(0)) r->options.cancel->remove(id);
+    }
   }
-  if (r->options.deadline != Clock::time_point::max() && r->state.load() == PendingRequest::kQueued) {
-    r->deadline_timer = s.timer->schedule(r->options.deadline, [abort] {
+  if (r->options.deadline != Clock::time_point::max() && !r->done_state()) {
+    r->deadline_timer.store(s.timer->schedule(r->options.deadline, [abort] {
       abort(Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
-    });
+    }));
+    if (r->done_state()) {
+      if (auto id = r->deadline_timer.exchange(0)) s.timer->cancel(id);
+    }
   }
   if (r->state.load() != PendingRequest::kQueued) return;  // cancelled before it started
   s.route(r);
@@ -237,6 +244,7 @@ void Runtime::State::route(const std::shared_ptr<PendingRequest>& r) {
   Status failure;
   {
     std::lock_guard lock(mutex);
+    if (r->done_state()) return;  // cancelled or expired before it was routed
     auto found = shutting_down ? Result<ModelSlot*>(Status(StatusCode::kUnavailable, "the runtime is shutting down"))
                                : slot(r->model);
     if (!found.ok()) {
@@ -332,12 +340,12 @@ void Runtime::State::dispatch(const std::shared_ptr<PendingRequest>& r, const st
     r->cache_key = std::move(key);
   }
   r->seq = next_seq.fetch_add(1, std::memory_order_relaxed);
-  r->queued_in = model;
+  r->set_queue(model);
   Status queued = model->enqueue(r);
   if (queued.code() == StatusCode::kUnavailable) {
     // The version began unloading between routing and queueing: route again,
     // which waits for a fresh load.
-    r->queued_in.reset();
+    r->set_queue({});
     route(r);
     return;
   }
@@ -378,9 +386,18 @@ void Runtime::State::run_ensemble(const std::shared_ptr<PendingRequest>& r,
 
 void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& result, void* state) {
   State& s = *static_cast<State*>(state);
-  if (r.cancel_registration) r.options.cancel->remove(r.cancel_registration);
-  if (r.deadline_timer) s.timer->cancel(r.deadline_timer);
-  if (r.counted) {
+  if (auto id = r.cancel_registration.exchange(0)) r.options.cancel->remove(id);
+  if (auto id = r.deadline_timer.exchange(0)) s.timer->cancel(id);
+  // route() sets the counting flags under `mutex` only while the request is
+  // unanswered, so reading them under `mutex` here (after the answer's state
+  // change) sees either all of route's bookkeeping or none of it.
+  bool counted = false;
+  {
+    std::lock_guard lock(s.mutex);
+    counted = r.counted;
+    if (r.holds_slot) s.answered_locked(r.model, r.version, r.options.keep_alive);
+  }
+  if (counted) {
     if (result.ok()) {
       r.metrics->successes->Increment();
     } else {
@@ -388,7 +405,6 @@ void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& re
     }
     if (result.ok() && r.cache && r.cache_key && !result->cached) (void)r.cache->put(*r.cache_key, result->outputs);
   }
-  if (r.holds_slot) s.on_answered(r.model, r.version, r.options.keep_alive);
   if (!result.ok() && log::enabled(spdlog::level::debug)) {
     log::event(spdlog::level::debug, "request_failed",
                {{"request_id", r.options.request_id},
@@ -398,9 +414,8 @@ void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& re
   }
 }
 
-void Runtime::State::on_answered(const std::string& name, int64_t version,
-                                 std::optional<std::chrono::milliseconds> keep_alive) {
-  std::lock_guard lock(mutex);
+void Runtime::State::answered_locked(const std::string& name, int64_t version,
+                                     std::optional<std::chrono::milliseconds> keep_alive) {
   if (shutting_down) return;
   auto it = models.find(name);
   if (it == models.end()) return;

@@ -92,7 +92,8 @@ struct Runtime::State {
                 ResultCache* cache);
   void run_ensemble(const std::shared_ptr<PendingRequest>& r, const std::shared_ptr<const Pipeline>& pipeline);
   static void finished(PendingRequest& r, const Result<InferResponse>& result, void* state);
-  void on_answered(const std::string& name, int64_t version, std::optional<std::chrono::milliseconds> keep_alive);
+  // Under `mutex`: one of the version's outstanding requests was answered.
+  void answered_locked(const std::string& name, int64_t version, std::optional<std::chrono::milliseconds> keep_alive);
 };
 
 }  // namespace deskml::serving

@@ -129,6 +129,7 @@ TEST(ServingEnsemble, ImageBytesToTop5MatchesTheStepsRunByHand) {
   RuntimeOptions o;
   o.repository = models;
   o.cache_dir = dir.path() / "cache";
+  o.threads = testing::test_threads();
   auto rt = Runtime::create(o);
   ASSERT_TRUE(rt.ok()) << rt.status().to_string();
   const std::string jpeg = test_jpeg();
@@ -156,7 +157,9 @@ TEST(ServingEnsemble, ImageBytesToTop5MatchesTheStepsRunByHand) {
   const Tensor image = t.at(0).second;
   Tensors logits;
   for (const char* m : {"mobilenet_v2", "squeezenet1_1"}) {
-    auto s = runtime::Session::load(models / m / "1" / "model.onnx");
+    runtime::SessionOptions so;
+    so.threads = testing::test_threads();
+    auto s = runtime::Session::load(models / m / "1" / "model.onnx", so);
     ASSERT_TRUE(s.ok());
     auto out = (*s)->run({{"input", image}});
     ASSERT_TRUE(out.ok());
@@ -213,6 +216,7 @@ y = "sum.output"
   RuntimeOptions o;
   o.repository = models;
   o.cache_dir = dir.path() / "cache";
+  o.threads = testing::test_threads();
   auto rt = Runtime::create(o);
   ASSERT_TRUE(rt.ok());
   ASSERT_TRUE((*rt)->load("pair").ok());

@@ -5,6 +5,7 @@
 #include <onnx/onnx_pb.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -124,6 +125,13 @@ inline std::string slow_model(uint32_t seed = 1) {
     prev = out;
   }
   return m.SerializeAsString();
+}
+
+// `make tsan` runs the kernels single-threaded (libgomp is not instrumented, so
+// its threads' accesses look unsynchronised): DESKML_TEST_THREADS=1.
+inline int test_threads() {
+  const char* t = std::getenv("DESKML_TEST_THREADS");
+  return t ? std::atoi(t) : 0;
 }
 
 inline Tensor filled(Shape shape, float value) {

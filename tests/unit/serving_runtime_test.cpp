@@ -33,8 +33,7 @@ struct Fixture {
   std::unique_ptr<Runtime> runtime(RuntimeOptions o = {}) {
     fs::create_directories(models());
     o.repository = models();
-    // `make tsan` runs the kernels single-threaded: libgomp is not instrumented.
-    if (const char* t = std::getenv("DESKML_TEST_THREADS")) o.threads = std::atoi(t);
+    o.threads = testing::test_threads();
     if (o.cache_dir.empty()) o.cache_dir = dir.path() / "cache";
     auto rt = Runtime::create(o);
     EXPECT_TRUE(rt.ok()) << rt.status().to_string();
@@ -123,7 +122,9 @@ TEST(ServingRuntime, BatchesQueuedRequestsAndSplitsResults) {
   f.add("slow", 1, slow_model());
   f.config("slow", "max_batch_size = 8\n");
   auto rt = f.runtime();
-  auto bare = runtime::Session::load(f.models() / "slow" / "1" / "model.onnx");
+  runtime::SessionOptions so;
+  so.threads = testing::test_threads();
+  auto bare = runtime::Session::load(f.models() / "slow" / "1" / "model.onnx", so);
   ASSERT_TRUE(bare.ok());
   ASSERT_TRUE(rt->load("slow").ok());
   // The first request keeps the only instance busy; the next ones queue behind it.
