@@ -35,20 +35,24 @@ int physical_cores() {
 // Small models (an MLP that runs in microseconds) lose time to the fork and join
 // of a parallel region: waking the other threads costs more than they save. For
 // each input shape the first runs alternate between the session's threads and
-// one thread; the faster choice sticks. A run that takes over a millisecond with
-// all threads settles the question at once (parallel wins by far there).
+// one thread; the faster choice (by best time) sticks. Runs that take over a
+// millisecond with all threads (twice, or 5 ms once) settle it at once: parallel
+// wins by far there.
 struct Session::ThreadTuning {
   struct Entry {
     int runs[2] = {0, 0};  // [0]: all threads, [1]: one thread
-    double total_us[2] = {0, 0};
-    int chosen = 0;  // 0 = still measuring
+    double best_us[2] = {1e300, 1e300};
+    int chosen = 0;        // 0 = still measuring
   };
   static constexpr int kTrials = 5;
   static constexpr size_t kMaxShapes = 256;
+  static constexpr double kSureBigRunUs = 5000;  // no fork overhead takes this long
   static constexpr double kBigRunUs = 1000;
   std::mutex mutex;
   std::unordered_map<uint64_t, Entry> entries;
 
+  // Minimums, not means: a trial that happens to wait for a descheduled thread
+  // must not decide for every later run.
   void record(uint64_t key, int threads, int all, double us) {
     std::lock_guard lock(mutex);
     auto it = entries.find(key);
@@ -56,11 +60,10 @@ struct Session::ThreadTuning {
     Entry& e = it->second;
     const int k = threads == all ? 0 : 1;
     e.runs[k] += 1;
-    e.total_us[k] += us;
-    if (k == 0 && us > kBigRunUs) e.chosen = all;
-    if (e.runs[0] >= kTrials && e.runs[1] >= kTrials) {
-      const double mean_all = e.total_us[0] / e.runs[0], mean_one = e.total_us[1] / e.runs[1];
-      e.chosen = mean_one < 0.9 * mean_all ? 1 : all;
+    e.best_us[k] = std::min(e.best_us[k], us);
+    if (k == 0 && (us > kSureBigRunUs || (e.runs[0] >= 2 && e.best_us[0] > kBigRunUs))) e.chosen = all;
+    if (!e.chosen && e.runs[0] >= kTrials && e.runs[1] >= kTrials) {
+      e.chosen = e.best_us[1] < 0.9 * e.best_us[0] ? 1 : all;
     }
   }
 };
@@ -238,7 +241,7 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
   std::vector<Value> outputs;
   try {
     const RunControl control{threads, options.deadline, options.cancel, options.profile};
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = trial ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     DESKML_ASSIGN_OR_RETURN(outputs, plan_->run(std::move(inputs), nullptr, control));
     if (trial) {
       tuning_->record(tuning_key, threads, threads_,
