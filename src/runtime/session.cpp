@@ -35,33 +35,41 @@ int physical_cores() {
 // Small models (an MLP that runs in microseconds) lose time to the fork and join
 // of a parallel region: waking the other threads costs more than they save. For
 // each input shape the first runs alternate between the session's threads and
-// one thread; the faster choice (by best time) sticks. Runs that take over a
-// millisecond with all threads (twice, or 5 ms once) settle it at once: parallel
-// wins by far there.
+// one thread; the faster choice (by best time) sticks. Warm runs that take over
+// a millisecond with all threads settle it at once: parallel wins by far there.
 struct Session::ThreadTuning {
   struct Entry {
+    int seen = 0;          // trial runs recorded, the discarded first one included
     int runs[2] = {0, 0};  // [0]: all threads, [1]: one thread
     double best_us[2] = {1e300, 1e300};
-    int chosen = 0;        // 0 = still measuring
+    int chosen = 0;  // 0 = still measuring
   };
   static constexpr int kTrials = 5;
   static constexpr size_t kMaxShapes = 256;
-  static constexpr double kSureBigRunUs = 5000;  // no fork overhead takes this long
   static constexpr double kBigRunUs = 1000;
   std::mutex mutex;
   std::unordered_map<uint64_t, Entry> entries;
 
-  // Minimums, not means: a trial that happens to wait for a descheduled thread
-  // must not decide for every later run.
+  // The threads for the next trial run: all threads for the first three (the
+  // first of a shape pays oneDNN's JIT and is discarded; the next two settle
+  // big models without ever running them on one thread), then alternating.
+  static int next_trial(const Entry& e, int all) {
+    if (e.seen < 3) return all;
+    return (e.runs[0] + e.runs[1]) % 2 == 0 ? 1 : all;
+  }
+
+  // Best times, not means: a trial that waits for a descheduled thread must not
+  // decide for every later run.
   void record(uint64_t key, int threads, int all, double us) {
     std::lock_guard lock(mutex);
     auto it = entries.find(key);
     if (it == entries.end() || it->second.chosen) return;
     Entry& e = it->second;
+    if (e.seen++ == 0) return;
     const int k = threads == all ? 0 : 1;
     e.runs[k] += 1;
     e.best_us[k] = std::min(e.best_us[k], us);
-    if (k == 0 && (us > kSureBigRunUs || (e.runs[0] >= 2 && e.best_us[0] > kBigRunUs))) e.chosen = all;
+    if (e.runs[0] >= 2 && e.best_us[0] > kBigRunUs) e.chosen = all;
     if (!e.chosen && e.runs[0] >= kTrials && e.runs[1] >= kTrials) {
       e.chosen = e.best_us[1] < 0.9 * e.best_us[0] ? 1 : all;
     }
@@ -91,7 +99,7 @@ int Session::pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) 
   const auto& e = it->second;
   if (e.chosen) return e.chosen;
   trial = true;
-  return (e.runs[0] + e.runs[1]) % 2 == 0 ? threads_ : 1;
+  return ThreadTuning::next_trial(e, threads_);
 }
 
 Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& model_path, const SessionOptions& options) {
