@@ -14,7 +14,8 @@ namespace deskml::serving::log {
 
 // The "deskml" logger (created on first use, on stderr, level info or $DESKML_LOG_LEVEL).
 spdlog::logger& logger();
-// Replaces the logger's sinks, e.g. with a file or a test's capture.
+// Replaces the logger's sinks, e.g. with a file or a test's capture. Not thread-safe:
+// call it while nothing logs (before starting a runtime, or between requests).
 void set_sink(std::shared_ptr<spdlog::sinks::sink> sink);
 // Writes {"ts":..., "level":..., "event": event, ...fields}.
 void event(spdlog::level::level_enum level, std::string_view event,

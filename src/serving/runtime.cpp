@@ -405,12 +405,23 @@ void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& re
     }
     if (result.ok() && r.cache && r.cache_key && !result->cached) (void)r.cache->put(*r.cache_key, result->outputs);
   }
-  if (!result.ok() && log::enabled(spdlog::level::debug)) {
-    log::event(spdlog::level::debug, "request_failed",
-               {{"request_id", r.options.request_id},
-                {"model", r.model},
-                {"code", status_code_name(result.status().code())},
-                {"error", result.status().message()}});
+  if (log::enabled(spdlog::level::debug)) {
+    if (result.ok()) {
+      log::event(spdlog::level::debug, "request_done",
+                 {{"request_id", r.options.request_id},
+                  {"model", r.model},
+                  {"version", result->version},
+                  {"cached", result->cached},
+                  {"batch_size", result->batch_size},
+                  {"queue_ms", result->queue_ms},
+                  {"compute_ms", result->compute_ms}});
+    } else {
+      log::event(spdlog::level::debug, "request_failed",
+                 {{"request_id", r.options.request_id},
+                  {"model", r.model},
+                  {"code", status_code_name(result.status().code())},
+                  {"error", result.status().message()}});
+    }
   }
 }
 

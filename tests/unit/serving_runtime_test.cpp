@@ -1,14 +1,20 @@
 // The serving runtime end to end: a model repository in a temporary folder,
 // real ONNX files, real sessions, and the behaviours an app relies on.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 #include <algorithm>
 #include <atomic>
 #include <coroutine>
 #include <future>
+#include <mutex>
+#include <sstream>
 #include <thread>
 
+#include "serving/compute_slots.hpp"
 #include "serving/loaded_model.hpp"
+#include "serving/log.hpp"
 #include "serving/runtime.hpp"
 #include "serving_models.hpp"
 
@@ -406,6 +412,69 @@ TEST(ServingRuntime, ResultCacheAnswersRepeatsAndSurvivesARestart) {
   ASSERT_TRUE(fresh.ok());
   EXPECT_FALSE(fresh->cached);
   EXPECT_FLOAT_EQ(y0(fresh), 11.f);
+}
+
+// Instances of all models share one thread budget: however many runs want
+// threads at once, the slots held never exceed it.
+TEST(ServingComputeSlots, NeverHandOutMoreThanTheBudget) {
+  ComputeSlots slots(3);
+  std::atomic<int> held{0}, peak{0};
+  std::vector<std::thread> runs;
+  for (int t = 0; t < 8; ++t) {
+    runs.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        const int want = 1 + (t + i) % 3;
+        SlotLease lease(slots, want);
+        const int now = held.fetch_add(want) + want;
+        int p = peak.load();
+        while (now > p && !peak.compare_exchange_weak(p, now)) {
+        }
+        std::this_thread::yield();
+        held.fetch_sub(want);
+      }
+    });
+  }
+  for (auto& r : runs) r.join();
+  EXPECT_LE(peak.load(), 3);
+  EXPECT_GE(peak.load(), 2);
+  // A request for more than the budget is clamped, not a deadlock.
+  SlotLease big(slots, 64);
+}
+
+TEST(ServingRuntime, LogsAreJsonLinesWithRequestIds) {
+  Fixture f;
+  f.add("affine", 1, affine_model(1, 0));
+  auto rt = f.runtime();
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  log::set_sink(sink);
+  const auto level = log::logger().level();
+  log::logger().set_level(spdlog::level::debug);
+  InferOptions o;
+  o.request_id = "req-42";
+  ASSERT_TRUE(rt->infer_sync("affine", x_of(1), o).ok());
+  ASSERT_FALSE(rt->infer_sync("affine", {{"x", filled({1, 3}, 1)}}).ok());
+  log::logger().set_level(level);
+  log::set_sink(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  std::istringstream lines(captured.str());
+  std::string line;
+  int done = 0, failed = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);  // every line is one JSON object
+    ASSERT_TRUE(j.contains("ts") && j.contains("level") && j.contains("event")) << line;
+    if (j["event"] == "request_done") {
+      EXPECT_EQ(j["request_id"], "req-42");
+      EXPECT_EQ(j["model"], "affine");
+      ++done;
+    }
+    if (j["event"] == "request_failed") {
+      EXPECT_FALSE(j["request_id"].get<std::string>().empty());
+      EXPECT_EQ(j["code"], "InvalidArgument");
+      ++failed;
+    }
+  }
+  EXPECT_EQ(done, 1);
+  EXPECT_EQ(failed, 1);
 }
 
 // A minimal coroutine type: starts at once, stores what it returns.
