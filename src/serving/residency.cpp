@@ -220,16 +220,43 @@ void Runtime::State::poll_repository() {
     uint64_t fingerprint, config_fingerprint;
   };
   std::vector<Candidate> candidates;
+  std::vector<std::pair<std::string, uint64_t>> ensembles;
   {
     std::lock_guard lock(mutex);
     if (shutting_down) return;
     for (auto& [name, sl] : models) {
-      if (sl.pipeline) continue;
+      if (sl.pipeline) {
+        ensembles.emplace_back(name, sl.info.config_fingerprint);
+        continue;
+      }
       const int64_t v = default_version(sl);
       auto it = sl.versions.find(v);
       if (it == sl.versions.end() || it->second.state != ModelState::kReady) continue;
       candidates.push_back({name, v, it->second.model->files().fingerprint, sl.info.config_fingerprint});
     }
+  }
+  // An ensemble whose config.toml changed is parsed again; a broken edit leaves
+  // the old pipeline serving, with the reason in reload_error.
+  for (const auto& [name, fingerprint] : ensembles) {
+    auto fresh = repository->find(name);
+    if (!fresh.ok() || fresh->config_fingerprint == fingerprint) continue;
+    Result<std::shared_ptr<Pipeline>> parsed =
+        !fresh->config.ok() ? Result<std::shared_ptr<Pipeline>>(fresh->config.status())
+        : !fresh->is_ensemble()
+            ? Result<std::shared_ptr<Pipeline>>(unsupported("config.toml no longer declares an [ensemble]"))
+            : Pipeline::parse(*fresh->config->ensemble, fresh->dir);
+    std::lock_guard lock(mutex);
+    ModelSlot& sl = models[name];
+    if (!parsed.ok()) {
+      sl.reload_error = parsed.status().message();
+      sl.info.config_fingerprint = fresh->config_fingerprint;  // not retried until it changes again
+      log::event(spdlog::level::warn, "model_reload_failed", {{"model", name}, {"error", sl.reload_error}});
+      continue;
+    }
+    sl.pipeline = std::move(parsed).value();
+    sl.info = std::move(fresh).value();
+    sl.reload_error.clear();
+    log::event(spdlog::level::info, "model_reloaded", {{"model", name}, {"ensemble", true}});
   }
   for (const auto& c : candidates) {
     auto fresh = repository->find(c.name);

@@ -365,6 +365,31 @@ TEST(ServingRuntime, HotReloadSwapsWhenTheNewVersionIsReadyAndKeepsServingOnABro
   EXPECT_NE(rt->model_status("affine")->reload_error.find("version 3"), std::string::npos);
 }
 
+std::string one_model_ensemble(const std::string& model) {
+  return "[ensemble]\ninputs = [\"x\"]\noutputs = [\"y\"]\n[[ensemble.step]]\nname = \"m\"\nkind = \"model\"\n"
+         "model = \"" +
+         model + "\"\ninputs = { x = \"x\" }\n[ensemble.output_map]\ny = \"m.y\"\n";
+}
+
+TEST(ServingRuntime, EnsembleConfigReloadsAndABrokenEditKeepsTheOldOne) {
+  Fixture f;
+  f.add("double", 1, affine_model(2, 0));
+  f.add("triple", 1, affine_model(3, 0));
+  f.config("e", one_model_ensemble("double"));
+  RuntimeOptions o;
+  o.poll_interval = 20ms;
+  auto rt = f.runtime(o);
+  ASSERT_FLOAT_EQ(y0(rt->infer_sync("e", x_of(1))), 2.f);
+  f.config("e", one_model_ensemble("triple"));
+  EXPECT_TRUE(eventually([&] {
+    auto r = rt->infer_sync("e", x_of(1));
+    return r.ok() && y0(r) == 3.f;
+  }));
+  f.config("e", "[ensemble]\ninputs = [\"x\"]\n");
+  EXPECT_TRUE(eventually([&] { return !rt->model_status("e")->reload_error.empty(); }));
+  EXPECT_FLOAT_EQ(y0(rt->infer_sync("e", x_of(1))), 3.f);
+}
+
 TEST(ServingRuntime, ExplicitUnloadGivesTheModelBack) {
   Fixture f;
   f.add("slow", 1, slow_model());
