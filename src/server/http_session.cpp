@@ -36,6 +36,12 @@ void HttpSession::on_header(beast::error_code ec) {
     state_->in_flight.fetch_add(1);
     return send(error_response(http::status::request_header_fields_too_large, "request header too large"), true);
   }
+  if (ec == http::error::body_limit) {  // Beast checks Content-Length against the limit with the header
+    state_->in_flight.fetch_add(1);
+    return send(error_response(http::status::payload_too_large,
+                               "the body is larger than " + std::to_string(state_->options.max_body_bytes) + " bytes"),
+                true);
+  }
   if (ec) return close();  // end of stream, timeout, garbage: nothing to answer
   state_->in_flight.fetch_add(1);
   const Request& req = parser_->get();
@@ -146,8 +152,23 @@ void HttpSession::send(Response res, bool close) {
 void HttpSession::on_write(beast::error_code ec, bool close) {
   response_.reset();
   state_->in_flight.fetch_sub(1);
-  if (ec || close) return this->close();
+  if (ec) return this->close();
+  if (close) return parser_ && !parser_->is_done() ? linger_close() : this->close();
   read_header();
+}
+
+void HttpSession::linger_close() {
+  beast::error_code ec;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream_.expires_after(std::chrono::seconds(5));
+  struct Drain {
+    std::shared_ptr<HttpSession> self;
+    void operator()(beast::error_code e, size_t) {
+      if (e) return self->close();
+      self->stream_.async_read_some(asio::buffer(self->discard_), std::move(*this));
+    }
+  };
+  stream_.async_read_some(asio::buffer(discard_), Drain{shared_from_this()});
 }
 
 void HttpSession::close() {

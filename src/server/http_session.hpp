@@ -5,6 +5,7 @@
 // shutdown ends it.
 #pragma once
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -34,6 +35,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void send(Response res, bool close);
   void on_write(boost::beast::error_code ec, bool close);
   void close();
+  // After refusing a request whose body was not read: stop sending, then read and drop
+  // what the client still sends (bounded in time), so closing does not reset the
+  // connection before the client has read the answer.
+  void linger_close();
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
@@ -42,7 +47,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<Route> route_;
   std::shared_ptr<Response> response_;  // alive until its write completes
   std::string cors_origin_;             // the request's allowed Origin, echoed back
-  std::string continue_;                // "100 Continue" while it is being written
+  std::string continue_;
+  std::array<char, 16384> discard_{};  // "100 Continue" while it is being written
   unsigned version_ = 11;
   bool keep_alive_ = true;
 };
