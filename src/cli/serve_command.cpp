@@ -40,7 +40,6 @@ Status serve(ServeOptions opts) {
   if (generated) {
     DESKML_ASSIGN_OR_RETURN(opts.server.token, server::generate_token());
   }
-  Status status;
   {
     server::Server srv(*runtime, opts.server);
     DESKML_RETURN_IF_ERROR(srv.listen());
@@ -57,7 +56,7 @@ Status serve(ServeOptions opts) {
     std::error_code ec;
     std::filesystem::remove(token_file, ec);
   }
-  return status;
+  return Status::Ok();
 }
 
 }  // namespace
