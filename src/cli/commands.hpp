@@ -9,6 +9,7 @@ void add_run_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_conformance_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 // Exit codes shared by all commands.
 inline constexpr int kExitOk = 0;

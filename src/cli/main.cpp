@@ -1,4 +1,4 @@
-// deskml command line: run, inspect, conformance (serve, bench, score come with their parts).
+// deskml command line: run, inspect, conformance, bench, serve.
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   deskml::cli::add_inspect_command(app);
   deskml::cli::add_conformance_command(app);
   deskml::cli::add_bench_command(app);
+  deskml::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

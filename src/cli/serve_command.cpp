@@ -1,0 +1,104 @@
+// deskml serve --models DIR [--host 127.0.0.1] [--port N|0] [--token TOKEN] ...
+// Serves a model repository over HTTP (KServe v2; docs/SERVER.md). Once listening,
+// prints one JSON line on stdout ({"host", "port", "token", "token_file"}) for the
+// parent process to read; logs go to stderr.
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "server/security.hpp"
+#include "server/server.hpp"
+#include "serving/runtime.hpp"
+
+extern int g_exit_code;
+
+namespace deskml::cli {
+namespace {
+
+struct ServeOptions {
+  std::string models;
+  server::ServerOptions server;
+  size_t max_body_mb = 64;
+  int threads = 0;
+};
+
+Status serve(ServeOptions opts) {
+  if (opts.server.token.empty()) {
+    if (const char* env = std::getenv("DESKML_TOKEN"); env && *env) opts.server.token = env;
+  }
+  opts.server.max_body_bytes = opts.max_body_mb << 20;
+
+  serving::RuntimeOptions ro;
+  ro.repository = opts.models;
+  ro.threads = opts.threads;
+  DESKML_ASSIGN_OR_RETURN(auto runtime, serving::Runtime::create(ro));
+
+  std::filesystem::path token_file;
+  const bool generated = opts.server.token.empty();
+  if (generated) {
+    DESKML_ASSIGN_OR_RETURN(opts.server.token, server::generate_token());
+  }
+  {
+    server::Server srv(*runtime, opts.server);
+    DESKML_RETURN_IF_ERROR(srv.listen());
+    if (generated) {
+      DESKML_ASSIGN_OR_RETURN(token_file, server::write_token_file(opts.server.token, srv.port()));
+    }
+    nlohmann::json ready = {{"host", opts.server.host}, {"port", srv.port()}, {"token", opts.server.token}};
+    ready["token_file"] = token_file.empty() ? nlohmann::json(nullptr) : nlohmann::json(token_file.string());
+    std::cout << ready.dump() << std::endl;  // endl flushes: the parent is waiting for this line
+    srv.run();
+  }
+  runtime.reset();  // lets queued requests finish and unloads the models
+  if (!token_file.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(token_file, ec);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto opts = std::make_shared<ServeOptions>();
+  auto* cmd = app.add_subcommand(
+      "serve",
+      "Serve a model repository over HTTP (KServe v2 protocol). Once listening, prints one JSON line on stdout: "
+      "{\"host\", \"port\", \"token\", \"token_file\"}. Logs go to stderr. SIGTERM or SIGINT drains and exits.");
+  cmd->add_option("--models", opts->models, "The model repository folder (DIR/<name>/<version>/model.onnx)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option_function<std::string>(
+         "--host",
+         [opts](const std::string& h) {
+           opts->server.host = h;
+           opts->server.host_explicit = true;
+         },
+         "IP address to bind (default 127.0.0.1). Another address is also accepted in the Host header")
+      ->default_str("127.0.0.1");
+  cmd->add_option("--port", opts->server.port, "TCP port; 0 (default) lets the OS pick one, reported in the ready line")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--token", opts->server.token,
+                  "Bearer token clients must send (default: $DESKML_TOKEN, else a random one generated per launch "
+                  "and written to a 0600 file named in the ready line)");
+  cmd->add_option("--allow-origin", opts->server.allowed_origins,
+                  "An extra allowed browser Origin, e.g. https://app.example (repeatable). Always allowed: "
+                  "tauri://localhost, http(s)://tauri.localhost, http://localhost and http://127.0.0.1 on any port");
+  cmd->add_flag("--allow-null-origin", opts->server.allow_null_origin,
+                "Accept requests with 'Origin: null' (sandboxed iframes, file:// pages); refused by default");
+  cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (default 64); larger: 413")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--threads", opts->threads, "Inference thread budget shared by all models (default: physical cores)")
+      ->check(CLI::Range(0, 1024));
+  cmd->callback([opts] {
+    Status st = serve(*opts);
+    if (!st.ok()) {
+      std::cerr << "deskml serve: " << st.to_string() << "\n";
+      g_exit_code = kExitFailure;
+    }
+  });
+}
+
+}  // namespace deskml::cli

@@ -1,0 +1,16 @@
+// The KServe v2 endpoints. Each handler answers through `done` (any thread);
+// inference goes to Runtime::infer_async and is encoded on the connection's
+// executor when it completes, management calls run on the blocking pool.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "server/http_types.hpp"
+#include "server/router.hpp"
+#include "server/server_state.hpp"
+
+namespace deskml::server {
+
+void handle(ServerState& state, const Route& route, Request req, boost::asio::any_io_executor ex, Responder done);
+
+}  // namespace deskml::server

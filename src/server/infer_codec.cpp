@@ -1,0 +1,114 @@
+#include "server/infer_codec.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace deskml::server {
+namespace {
+
+using nlohmann::json;
+
+// A boolean parameter given as true/false (or, leniently, 0/1).
+bool flag(const json& params, const char* key) {
+  const auto it = params.find(key);
+  if (it == params.end()) return false;
+  if (it->is_boolean()) return it->get<bool>();
+  return it->is_number_integer() && it->get<int64_t>() != 0;
+}
+
+}  // namespace
+
+Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> json_size, int max_json_depth,
+                                         const TensorLimits& limits) {
+  std::string_view header = body, binary;
+  if (json_size) {
+    if (*json_size > body.size()) {
+      return invalid_argument("Inference-Header-Content-Length " + std::to_string(*json_size) +
+                              " is larger than the body (" + std::to_string(body.size()) + " bytes)");
+    }
+    header = body.substr(0, *json_size);
+    binary = body.substr(*json_size);
+  }
+  DESKML_ASSIGN_OR_RETURN(json j, parse_json(header, max_json_depth));
+  if (!j.is_object()) return invalid_argument("the request must be a JSON object");
+
+  InferRequest req;
+  if (const auto id = j.find("id"); id != j.end()) {
+    if (!id->is_string()) return invalid_argument("\"id\" must be a string");
+    req.id = id->get<std::string>();
+  }
+  if (const auto p = j.find("parameters"); p != j.end()) {
+    if (!p->is_object()) return invalid_argument("\"parameters\" must be an object");
+    req.binary_outputs = flag(*p, "binary_data_output");
+    if (const auto pr = p->find("priority"); pr != p->end()) {
+      if (!pr->is_number_integer()) return invalid_argument("parameters.priority must be an integer");
+      const int64_t v = pr->get<int64_t>();
+      if (v < -1000000 || v > 1000000) return invalid_argument("parameters.priority is out of range");
+      req.priority = static_cast<int>(v);
+    }
+    if (const auto t = p->find("timeout"); t != p->end()) {
+      if (!t->is_number_integer() || t->get<int64_t>() < 0) {
+        return invalid_argument("parameters.timeout must be a non-negative integer (microseconds)");
+      }
+      req.timeout_us = t->get<int64_t>();
+    }
+  }
+  const auto inputs = j.find("inputs");
+  if (inputs == j.end() || !inputs->is_array()) return invalid_argument("the request has no \"inputs\" array");
+  for (const auto& input : *inputs) {
+    DESKML_ASSIGN_OR_RETURN(Tensor t, decode_input(input, binary, limits));
+    const std::string& name = input["name"].get_ref<const std::string&>();
+    if (serving::find_tensor(req.inputs, name)) return invalid_argument("input '" + name + "' is given twice");
+    req.inputs.emplace_back(name, std::move(t));
+  }
+  if (!binary.empty()) {
+    return invalid_argument(std::to_string(binary.size()) + " bytes of binary data are not claimed by any input");
+  }
+  if (const auto outputs = j.find("outputs"); outputs != j.end()) {
+    if (!outputs->is_array()) return invalid_argument("\"outputs\" must be an array");
+    for (const auto& o : *outputs) {
+      const auto name = o.is_object() ? o.find("name") : o.end();
+      if (name == o.end() || !name->is_string()) return invalid_argument("a requested output has no \"name\"");
+      InferRequest::Output out{name->get<std::string>(), req.binary_outputs};
+      if (const auto p = o.find("parameters"); p != o.end()) {
+        if (!p->is_object()) return invalid_argument("output \"parameters\" must be an object");
+        if (p->contains("binary_data") || p->contains("binary_data_output")) {
+          out.binary = flag(*p, "binary_data") || flag(*p, "binary_data_output");
+        }
+      }
+      req.outputs.push_back(std::move(out));
+    }
+  }
+  return req;
+}
+
+Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request) {
+  std::vector<InferRequest::Output> wanted = request.outputs;
+  if (wanted.empty()) {
+    for (const auto& [name, t] : response.outputs) wanted.push_back({name, request.binary_outputs});
+  }
+  json outputs = json::array();
+  std::string binary;
+  for (const auto& w : wanted) {
+    const Tensor* t = serving::find_tensor(response.outputs, w.name);
+    if (!t) return invalid_argument("model '" + response.model + "' has no output '" + w.name + "'");
+    if (!t->defined()) return internal_error("output '" + w.name + "' was not produced");
+    json o = {{"name", w.name}, {"datatype", std::string(dtype_kserve_name(t->dtype()))}, {"shape", t->shape()}};
+    if (w.binary) {
+      o["parameters"] = {{"binary_data_size", append_tensor_binary(*t, binary)}};
+    } else {
+      o["data"] = tensor_to_json_data(*t);
+    }
+    outputs.push_back(std::move(o));
+  }
+  json j = {{"model_name", response.model}, {"model_version", std::to_string(response.version)}, {"outputs", outputs}};
+  if (!request.id.empty()) j["id"] = request.id;
+  EncodedResponse out;
+  out.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (!binary.empty() || std::any_of(wanted.begin(), wanted.end(), [](const auto& w) { return w.binary; })) {
+    out.json_size = out.body.size();
+    out.body += binary;
+  }
+  return out;
+}
+
+}  // namespace deskml::server

@@ -1,0 +1,43 @@
+// A KServe v2 inference request body (JSON, or JSON followed by binary tensors) to
+// serving inputs, and a serving response back to a body.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.hpp"
+#include "server/tensor_json.hpp"
+#include "serving/request.hpp"
+
+namespace deskml::server {
+
+struct InferRequest {
+  std::string id;  // echoed in the response
+  serving::Tensors inputs;
+  struct Output {
+    std::string name;
+    bool binary = false;
+  };
+  std::vector<Output> outputs;        // empty: every output of the model
+  bool binary_outputs = false;        // parameters.binary_data_output: every output as binary
+  std::optional<int> priority;        // parameters.priority
+  std::optional<int64_t> timeout_us;  // parameters.timeout: a deadline, in microseconds from now
+};
+
+// `json_size` is the Inference-Header-Content-Length header (absent: the body is all JSON).
+Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> json_size, int max_json_depth,
+                                         const TensorLimits& limits);
+
+struct EncodedResponse {
+  std::string body;
+  std::optional<size_t> json_size;  // set when binary outputs follow the JSON
+};
+
+// The outputs the request asked for (all when it named none), each as JSON or binary.
+// An output name the model does not produce is InvalidArgument.
+Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request);
+
+}  // namespace deskml::server

@@ -1,0 +1,32 @@
+// What `deskml serve` is told on its command line, and the limits it enforces.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace deskml::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";            // the address to bind
+  bool host_explicit = false;                // --host was given: its value is also an accepted Host header
+  uint16_t port = 0;                         // 0: the OS picks one (reported in the ready line)
+  std::string token;                         // the bearer token every endpoint but /v2/health/* requires
+  std::vector<std::string> allowed_origins;  // --allow-origin, on top of the built-in webview origins
+  bool allow_null_origin = false;            // accept `Origin: null` (sandboxed frames, file:// pages)
+  int io_threads = 2;                        // threads running the sockets; inference runs on the runtime's
+
+  // Bounds on what a client may send.
+  size_t max_body_bytes = size_t{64} << 20;
+  uint32_t max_header_bytes = 16 * 1024;
+  int max_json_depth = 64;
+  int64_t max_tensor_elements = int64_t{1} << 28;
+
+  std::chrono::seconds idle_timeout{60};   // a keep-alive connection with no request is closed
+  std::chrono::seconds drain_timeout{10};  // SIGTERM: how long in-flight requests may take
+  std::chrono::seconds retry_after{1};     // advertised with 503 when a queue is full
+};
+
+}  // namespace deskml::server

@@ -1,0 +1,48 @@
+// The HTTP server: a listener on the I/O threads, one HttpSession per connection,
+// and an orderly shutdown (stop accepting, drain, cancel what is left).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+
+#include "core/status.hpp"
+#include "server/options.hpp"
+#include "server/server_state.hpp"
+#include "serving/runtime.hpp"
+
+namespace deskml::server {
+
+class Server {
+ public:
+  // The runtime must outlive the server.
+  Server(serving::Runtime& runtime, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens; afterwards port() is the port actually bound.
+  Status listen();
+  uint16_t port() const { return port_; }
+
+  // Serves until SIGTERM/SIGINT (when `handle_signals`) or stop(): then stops accepting,
+  // waits up to drain_timeout for in-flight requests to be answered, cancels the rest,
+  // and returns once no runtime callback is outstanding.
+  void run(bool handle_signals = true);
+  // Starts the shutdown; callable from any thread.
+  void stop();
+
+ private:
+  void accept();
+  void begin_shutdown();
+  void drain_step(std::chrono::steady_clock::time_point deadline, bool cancelled);
+
+  serving::Runtime& runtime_;
+  ServerOptions options_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<ServerState> state_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace deskml::server

@@ -1,0 +1,650 @@
+// Starts the real `deskml serve` binary on a temporary model repository and talks to it
+// over loopback sockets: every endpoint, the binary extension, the security checks,
+// the limits, overload and shutdown.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "serving_models.hpp"
+
+namespace {
+
+using deskml::serving::testing::TempDir;
+using deskml::serving::testing::write_file;
+using nlohmann::json;
+namespace fs = std::filesystem;
+namespace models = deskml::serving::testing;
+
+// ---- models -------------------------------------------------------------------------
+
+// y = Identity(x) for a 1-D tensor of `elem_type` (an onnx::TensorProto::DataType).
+std::string identity_model(int elem_type) {
+  auto m = models::detail::new_model();
+  auto* g = m.mutable_graph();
+  models::detail::add_value(g->mutable_input(), "x", {-1});
+  models::detail::add_value(g->mutable_output(), "y", {-1});
+  g->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(elem_type);
+  g->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(elem_type);
+  models::detail::add_node(g, "Identity", {"x"}, {"y"});
+  return m.SerializeAsString();
+}
+
+// ---- a minimal HTTP/1.1 client --------------------------------------------------------
+
+struct Reply {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+  json body_json() const { return json::parse(body); }
+};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class Connection {
+ public:
+  explicit Connection(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~Connection() { ::close(fd_); }
+  bool connected() const { return connected_; }
+
+  void send_all(const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      const ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;  // the server may close early (413, 403): read what it said
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  // Reads one response (Content-Length framed); status 0 when the connection ended first.
+  Reply read_reply() {
+    Reply r;
+    size_t header_end;
+    while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return r;
+    }
+    const std::string head = buf_.substr(0, header_end);
+    buf_.erase(0, header_end + 4);
+    size_t line_end = head.find("\r\n");
+    const std::string status_line = head.substr(0, line_end);
+    r.status = std::stoi(status_line.substr(9, 3));
+    while (line_end != std::string::npos) {
+      const size_t next = head.find("\r\n", line_end + 2);
+      const std::string line =
+          head.substr(line_end + 2, next == std::string::npos ? std::string::npos : next - line_end - 2);
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        std::string value = line.substr(colon + 1);
+        while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+        r.headers[lower(line.substr(0, colon))] = value;
+      }
+      line_end = next;
+    }
+    const size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+    while (buf_.size() < length) {
+      if (!fill()) break;
+    }
+    r.body = buf_.substr(0, length);
+    buf_.erase(0, std::min(length, buf_.size()));
+    return r;
+  }
+
+  Reply request(const std::string& method, const std::string& target, const std::string& body,
+                const std::vector<std::string>& headers, uint16_t port) {
+    std::string req = method + " " + target + " HTTP/1.1\r\n";
+    bool has_host = false;
+    for (const auto& h : headers) {
+      if (lower(h.substr(0, 5)) == "host:") has_host = true;
+      req += h + "\r\n";
+    }
+    if (!has_host) req += "Host: 127.0.0.1:" + std::to_string(port) + "\r\n";
+    if (!body.empty() || method == "POST") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    req += "\r\n";
+    send_all(req + body);
+    return read_reply();
+  }
+
+ private:
+  bool fill() {
+    char tmp[65536];
+    const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) return false;
+    buf_.append(tmp, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string buf_;
+};
+
+// ---- the server process ---------------------------------------------------------------
+
+class ServerProcess {
+ public:
+  ServerProcess(const fs::path& repo, const std::vector<std::string>& args,
+                const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    int out[2];
+    EXPECT_EQ(::pipe(out), 0);
+    log_ = fs::path(runtime_dir_.path()) / "stderr.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::close(out[0]);
+      ::close(out[1]);
+      std::FILE* err = std::fopen(log_.c_str(), "w");
+      if (err) ::dup2(::fileno(err), 2);
+      ::setenv("XDG_RUNTIME_DIR", runtime_dir_.path().c_str(), 1);
+      ::setenv("DESKML_LOG_LEVEL", "warn", 1);
+      ::unsetenv("DESKML_TOKEN");
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      std::vector<std::string> all = {DESKML_BINARY, "serve", "--models", repo.string()};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_fd_ = out[0];
+    // The ready line: one JSON object.
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{out_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      char c[256];
+      const ssize_t n = ::read(out_fd_, c, sizeof c);
+      if (n <= 0) break;
+      line.append(c, static_cast<size_t>(n));
+    }
+    ready_line = line.substr(0, line.find('\n'));
+    ready = json::parse(ready_line, nullptr, false);
+    if (ready.is_object()) {
+      port = ready.value("port", 0);
+      token = ready.value("token", "");
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) ::close(out_fd_);
+  }
+
+  // Sends SIGTERM and returns the exit code (-1 when it did not exit normally within 30 s).
+  int terminate() {
+    ::kill(pid_, SIGTERM);
+    return wait_exit();
+  }
+  int wait_exit() {
+    for (int i = 0; i < 3000; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+  std::string log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  Reply call(const std::string& method, const std::string& target, const std::string& body = "",
+             std::vector<std::string> headers = {}, bool auth = true) const {
+    Connection c(static_cast<uint16_t>(port));
+    if (auth) headers.push_back("Authorization: Bearer " + token);
+    headers.push_back("Connection: close");
+    return c.request(method, target, body, headers, static_cast<uint16_t>(port));
+  }
+  std::string auth_header() const { return "Authorization: Bearer " + token; }
+
+  json ready;
+  std::string ready_line;
+  int port = 0;
+  std::string token;
+  TempDir runtime_dir_;
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  bool exited_ = false;
+  fs::path log_;
+};
+
+// ---- tensors on the wire --------------------------------------------------------------
+
+std::string floats_bytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+std::vector<float> bytes_floats(std::string_view b) {
+  std::vector<float> v(b.size() / sizeof(float));
+  std::memcpy(v.data(), b.data(), v.size() * sizeof(float));
+  return v;
+}
+
+// A binary-extension body: the JSON header, then the bytes.
+std::pair<std::string, std::vector<std::string>> binary_body(const json& header, const std::string& bytes,
+                                                             const std::string& auth) {
+  const std::string h = header.dump();
+  return {
+      h + bytes,
+      {auth, "Content-Type: application/octet-stream", "Inference-Header-Content-Length: " + std::to_string(h.size())}};
+}
+
+// ---- the shared server ----------------------------------------------------------------
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    repo_ = new TempDir();
+    write_file(repo_->path() / "affine" / "1" / "model.onnx", models::affine_model(2.f, 1.f));
+    write_file(repo_->path() / "echo_str" / "1" / "model.onnx", identity_model(onnx::TensorProto::STRING));
+    write_file(repo_->path() / "echo_half" / "1" / "model.onnx", identity_model(onnx::TensorProto::FLOAT16));
+    server_ = new ServerProcess(repo_->path(), {"--port", "0", "--threads", "1", "--max-body-mb", "1"});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete repo_;
+  }
+  static TempDir* repo_;
+  static ServerProcess* server_;
+};
+TempDir* ServerTest::repo_ = nullptr;
+ServerProcess* ServerTest::server_ = nullptr;
+
+TEST_F(ServerTest, ReadyLineNamesPortAndATokenFileOnlyTheUserCanRead) {
+  const auto& s = *server_;
+  ASSERT_TRUE(s.ready.is_object()) << s.ready_line;
+  EXPECT_GT(s.port, 0);
+  EXPECT_EQ(s.token.size(), 64u);
+  EXPECT_EQ(s.ready["host"], "127.0.0.1");
+  const std::string file = s.ready["token_file"];
+  EXPECT_EQ(fs::path(file).parent_path(), s.runtime_dir_.path() / "deskml");
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::ifstream in(file);
+  std::string token;
+  in >> token;
+  EXPECT_EQ(token, s.token);
+}
+
+TEST_F(ServerTest, HealthAndServerMetadata) {
+  EXPECT_EQ(server_->call("GET", "/v2/health/live", "", {}, false).status, 200);
+  EXPECT_EQ(server_->call("GET", "/v2/health/ready", "", {}, false).status, 200);
+  const Reply meta = server_->call("GET", "/v2");
+  ASSERT_EQ(meta.status, 200);
+  EXPECT_EQ(meta.body_json()["name"], "deskml");
+  EXPECT_NE(meta.body.find("binary_tensor_data"), std::string::npos);
+}
+
+TEST_F(ServerTest, ModelMetadataAndReadiness) {
+  for (const char* target : {"/v2/models/affine", "/v2/models/affine/versions/1"}) {
+    const Reply r = server_->call("GET", target);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json j = r.body_json();
+    EXPECT_EQ(j["name"], "affine");
+    EXPECT_EQ(j["platform"], "onnx");
+    EXPECT_EQ(j["versions"], json::array({"1"}));
+    EXPECT_EQ(j["inputs"][0], json({{"name", "x"}, {"datatype", "FP32"}, {"shape", {-1, 4}}}));
+    EXPECT_EQ(j["outputs"][0]["name"], "y");
+  }
+  const Reply ready = server_->call("GET", "/v2/models/affine/ready");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body_json()["ready"], true);
+}
+
+TEST_F(ServerTest, InferJsonNestedAndFlat) {
+  const json nested = {
+      {"id", "req-1"},
+      {"inputs",
+       {{{"name", "x"}, {"shape", {2, 4}}, {"datatype", "FP32"}, {"data", {{1, 2, 3, 4}, {0, -1, 0.5, 10}}}}}}};
+  Reply r = server_->call("POST", "/v2/models/affine/infer", nested.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = r.body_json();
+  EXPECT_EQ(j["id"], "req-1");
+  EXPECT_EQ(j["model_name"], "affine");
+  EXPECT_EQ(j["model_version"], "1");
+  EXPECT_EQ(j["outputs"][0]["shape"], json({2, 4}));
+  EXPECT_EQ(j["outputs"][0]["datatype"], "FP32");
+  EXPECT_EQ(j["outputs"][0]["data"], json({3, 5, 7, 9, 1, -1, 2, 21}));
+
+  const json flat = {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {1, 1, 1, 1}}}}}};
+  r = server_->call("POST", "/v2/models/affine/versions/1/infer", flat.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body_json()["outputs"][0]["data"], json({3, 3, 3, 3}));
+}
+
+TEST_F(ServerTest, BinaryExtensionRoundTrip) {
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
+  const json header = {
+      {"inputs",
+       {{{"name", "x"}, {"shape", {2, 4}}, {"datatype", "FP32"}, {"parameters", {{"binary_data_size", 32}}}}}},
+      {"outputs", {{{"name", "y"}, {"parameters", {{"binary_data", true}}}}}}};
+  auto [body, headers] = binary_body(header, floats_bytes(x), server_->auth_header());
+  headers.push_back("Connection: close");
+  Connection c(static_cast<uint16_t>(server_->port));
+  const Reply r = c.request("POST", "/v2/models/affine/infer", body, headers, static_cast<uint16_t>(server_->port));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("content-type"), "application/octet-stream");
+  const size_t json_size = std::stoul(r.header("inference-header-content-length"));
+  const json j = json::parse(r.body.substr(0, json_size));
+  EXPECT_EQ(j["outputs"][0]["parameters"]["binary_data_size"], 32);
+  EXPECT_FALSE(j["outputs"][0].contains("data"));
+  EXPECT_EQ(bytes_floats(std::string_view(r.body).substr(json_size)), std::vector<float>({3, 5, 7, 9, 11, 13, 15, 17}));
+
+  // Request-level binary_data_output with JSON input.
+  const json all = {{"parameters", {{"binary_data_output", true}}},
+                    {"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {0, 0, 0, 0}}}}}};
+  const Reply r2 = server_->call("POST", "/v2/models/affine/infer", all.dump());
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  const size_t n2 = std::stoul(r2.header("inference-header-content-length"));
+  EXPECT_EQ(bytes_floats(std::string_view(r2.body).substr(n2)), std::vector<float>({1, 1, 1, 1}));
+}
+
+TEST_F(ServerTest, BytesAndFp16Tensors) {
+  // BYTES as JSON strings.
+  json req = {{"inputs", {{{"name", "x"}, {"shape", {2}}, {"datatype", "BYTES"}, {"data", {"héllo", ""}}}}}};
+  Reply r = server_->call("POST", "/v2/models/echo_str/infer", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body_json()["outputs"][0]["datatype"], "BYTES");
+  EXPECT_EQ(r.body_json()["outputs"][0]["data"], json({"héllo", ""}));
+
+  // BYTES in binary: a 4-byte little-endian length before each element, both ways.
+  std::string bytes;
+  for (const std::string& s : {std::string("ab"), std::string("\0\xff", 2)}) {
+    const uint32_t n = static_cast<uint32_t>(s.size());
+    bytes.append(reinterpret_cast<const char*>(&n), 4);
+    bytes += s;
+  }
+  const json header = {
+      {"parameters", {{"binary_data_output", true}}},
+      {"inputs",
+       {{{"name", "x"}, {"shape", {2}}, {"datatype", "BYTES"}, {"parameters", {{"binary_data_size", bytes.size()}}}}}}};
+  auto [body, headers] = binary_body(header, bytes, server_->auth_header());
+  headers.push_back("Connection: close");
+  Connection c(static_cast<uint16_t>(server_->port));
+  r = c.request("POST", "/v2/models/echo_str/infer", body, headers, static_cast<uint16_t>(server_->port));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const size_t n = std::stoul(r.header("inference-header-content-length"));
+  EXPECT_EQ(r.body.substr(n), bytes);
+
+  // FP16 as JSON numbers (exactly representable values survive).
+  req = {{"inputs", {{{"name", "x"}, {"shape", {3}}, {"datatype", "FP16"}, {"data", {0.5, -2, 1024}}}}}};
+  r = server_->call("POST", "/v2/models/echo_half/infer", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body_json()["outputs"][0]["datatype"], "FP16");
+  EXPECT_EQ(r.body_json()["outputs"][0]["data"], json({0.5, -2, 1024}));
+}
+
+TEST_F(ServerTest, BadRequestsAre400) {
+  auto post = [&](const std::string& body) { return server_->call("POST", "/v2/models/affine/infer", body); };
+  EXPECT_EQ(post("{not json").status, 400);
+  EXPECT_EQ(post("[]").status, 400);
+  const auto input = [](json shape, json data, std::string dt = "FP32") {
+    return json({{"inputs", {{{"name", "x"}, {"shape", shape}, {"datatype", dt}, {"data", data}}}}}).dump();
+  };
+  EXPECT_EQ(post(input({1, 4}, {1, 2, 3})).status, 400);                              // too few elements
+  EXPECT_EQ(post(input({1, 4}, {1, 2, 3, 4, 5})).status, 400);                        // too many
+  EXPECT_EQ(post(input({1, 4}, {1, 2, 3, 4}, "FP99")).status, 400);                   // unknown datatype
+  EXPECT_EQ(post(input({1, 4}, {1, 2, "x", 4})).status, 400);                         // not a number
+  EXPECT_EQ(post(input({1, 5}, {1, 2, 3, 4, 5})).status, 400);                        // wrong shape for the model
+  EXPECT_EQ(post(input({1099511627776, 1099511627776}, json::array())).status, 400);  // overflowing shape
+  const Reply deep = post(std::string(200, '[') + std::string(200, ']'));
+  EXPECT_EQ(deep.status, 400);
+  EXPECT_NE(deep.body_json()["error"].get<std::string>().find("deeper"), std::string::npos);
+  // A binary size that runs past the body.
+  const json header = {
+      {"inputs",
+       {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"parameters", {{"binary_data_size", 64}}}}}}};
+  auto [body, headers] = binary_body(header, floats_bytes({1, 2, 3, 4}), server_->auth_header());
+  EXPECT_EQ(server_->call("POST", "/v2/models/affine/infer", body, headers, false).status, 400);
+}
+
+TEST_F(ServerTest, TokenRequiredExceptForHealth) {
+  Reply r = server_->call("GET", "/v2/models/affine", "", {}, false);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.header("www-authenticate"), "Bearer");
+  EXPECT_TRUE(r.body_json().contains("error"));
+  EXPECT_EQ(server_->call("GET", "/v2/models/affine", "", {"Authorization: Bearer wrong"}, false).status, 401);
+  EXPECT_EQ(server_->call("GET", "/metrics", "", {}, false).status, 401);
+  EXPECT_EQ(server_->call("POST", "/v2/repository/models/affine/unload", "", {}, false).status, 401);
+}
+
+TEST_F(ServerTest, HostAndOriginChecks) {
+  const std::string port = std::to_string(server_->port);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Host: evil.example"}).status, 403);
+  EXPECT_EQ(server_->call("GET", "/v2/health/live", "", {"Host: evil.example:" + port}, false).status, 403);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Host: localhost:1"}).status, 403);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Host: localhost:" + port}).status, 200);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Host: localhost"}).status, 200);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Host: [::1]:" + port}).status, 200);
+
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Origin: https://evil.example"}).status, 403);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Origin: null"}).status, 403);
+  EXPECT_EQ(server_->call("GET", "/v2", "", {"Origin: http://localhost.evil.example"}).status, 403);
+  const Reply ok = server_->call("GET", "/v2", "", {"Origin: tauri://localhost"});
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.header("access-control-allow-origin"), "tauri://localhost");
+  EXPECT_EQ(ok.header("vary"), "Origin");
+
+  // A preflight needs no token and names what may be sent.
+  const Reply pre = server_->call("OPTIONS", "/v2/models/affine/infer", "",
+                                  {"Origin: http://localhost:5173", "Access-Control-Request-Method: POST",
+                                   "Access-Control-Request-Headers: authorization, content-type"},
+                                  false);
+  EXPECT_EQ(pre.status, 204);
+  EXPECT_EQ(pre.header("access-control-allow-origin"), "http://localhost:5173");
+  EXPECT_NE(pre.header("access-control-allow-methods").find("POST"), std::string::npos);
+  EXPECT_NE(pre.header("access-control-allow-headers").find("Authorization"), std::string::npos);
+  EXPECT_NE(pre.header("access-control-allow-headers").find("Inference-Header-Content-Length"), std::string::npos);
+  EXPECT_EQ(server_
+                ->call("OPTIONS", "/v2/models/affine/infer", "",
+                       {"Origin: https://evil.example", "Access-Control-Request-Method: POST"}, false)
+                .status,
+            403);
+}
+
+TEST_F(ServerTest, UnknownRoutesModelsAndTraversal) {
+  EXPECT_EQ(server_->call("GET", "/v2/models/nope").status, 404);
+  EXPECT_EQ(server_->call("GET", "/v2/models/nope/ready").status, 404);
+  EXPECT_EQ(server_->call("GET", "/v2/nothing").status, 404);
+  EXPECT_EQ(server_->call("GET", "/etc/passwd").status, 404);
+  EXPECT_EQ(server_->call("GET", "/v2/models/affine/infer").status, 405);
+  EXPECT_EQ(server_->call("GET", "/v2/models/affine/versions/x").status, 400);
+  for (const std::string& bad :
+       std::vector<std::string>{"/v2/models/..%2F..%2Fetc/infer", "/v2/models/%2e%2e/ready", "/v2/models/../ready",
+                                "/v2/models/a%00b", "/v2/repository/models/..%2Fx/load"}) {
+    const Reply r = server_->call(
+        bad.find("infer") != std::string::npos || bad.find("load") != std::string::npos ? "POST" : "GET", bad, "{}");
+    EXPECT_TRUE(r.status == 400 || r.status == 404) << bad << " -> " << r.status;
+  }
+}
+
+TEST_F(ServerTest, BodyLargerThanTheLimitIs413) {
+  const std::string big(2 << 20, ' ');  // --max-body-mb 1
+  const Reply r = server_->call("POST", "/v2/models/affine/infer", big);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(r.body_json().contains("error"));
+}
+
+TEST_F(ServerTest, KeepAliveCarriesSeveralRequests) {
+  Connection c(static_cast<uint16_t>(server_->port));
+  const auto port = static_cast<uint16_t>(server_->port);
+  for (int i = 0; i < 3; ++i) {
+    const Reply r = c.request("GET", "/v2/health/live", "", {}, port);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("connection"), "");  // HTTP/1.1 default: stays open
+  }
+  const json req = {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {0, 0, 0, 0}}}}}};
+  const Reply r = c.request("POST", "/v2/models/affine/infer", req.dump(), {server_->auth_header()}, port);
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(ServerTest, RepositoryIndexLoadUnload) {
+  Reply r = server_->call("POST", "/v2/repository/models/affine/load");
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = server_->call("POST", "/v2/repository/index");
+  ASSERT_EQ(r.status, 200);
+  std::map<std::string, json> rows;
+  for (const auto& row : r.body_json()) rows[row["name"]] = row;
+  ASSERT_EQ(rows.count("affine"), 1u);
+  EXPECT_EQ(rows["affine"]["state"], "READY");
+  EXPECT_EQ(rows["affine"]["version"], "1");
+  EXPECT_EQ(rows.count("echo_str"), 1u);
+
+  ASSERT_EQ(server_->call("POST", "/v2/repository/models/affine/unload").status, 200);
+  r = server_->call("POST", "/v2/repository/index", json({{"ready", true}}).dump());
+  for (const auto& row : r.body_json()) EXPECT_NE(row["name"], "affine");
+  EXPECT_EQ(server_->call("GET", "/v2/models/affine/ready").status, 400);
+  EXPECT_EQ(server_->call("POST", "/v2/repository/models/affine/load").status, 200);
+  EXPECT_EQ(server_->call("GET", "/v2/models/affine/ready").status, 200);
+  EXPECT_EQ(server_->call("POST", "/v2/repository/models/nope/load").status, 404);
+}
+
+TEST_F(ServerTest, StatisticsAndMetrics) {
+  const json req = {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {0, 0, 0, 0}}}}}};
+  ASSERT_EQ(server_->call("POST", "/v2/models/affine/infer", req.dump()).status, 200);
+  const Reply r = server_->call("GET", "/v2/models/affine/stats");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json s = r.body_json()["model_stats"][0];
+  EXPECT_EQ(s["name"], "affine");
+  EXPECT_GE(s["inference_count"].get<int>(), 1);
+  EXPECT_GE(s["inference_stats"]["success"]["count"].get<int>(), 1);
+  EXPECT_GE(s["inference_stats"]["compute_infer"]["count"].get<int>(), 1);
+  EXPECT_EQ(server_->call("GET", "/v2/models/nope/stats").status, 404);
+
+  const Reply m = server_->call("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.header("content-type").find("text/plain"), std::string::npos);
+  EXPECT_NE(m.body.find("deskml_requests_total{model=\"affine\"}"), std::string::npos);
+}
+
+// ---- overload and shutdown (their own servers) ------------------------------------------
+
+// POSTs an x float[1, rows, 512] to the slow model (binary both ways); the status.
+int infer_slow(const ServerProcess& s, int rows) {
+  const std::vector<float> x(static_cast<size_t>(rows) * 512, 0.01f);
+  const json header = {{"parameters", {{"binary_data_output", true}}},
+                       {"inputs",
+                        {{{"name", "x"},
+                          {"shape", {1, rows, 512}},
+                          {"datatype", "FP32"},
+                          {"parameters", {{"binary_data_size", x.size() * 4}}}}}}};
+  auto [body, headers] = binary_body(header, floats_bytes(x), s.auth_header());
+  return s.call("POST", "/v2/models/slow/infer", body, headers, false).status;
+}
+
+json slow_stats(const ServerProcess& s) {
+  const Reply r = s.call("GET", "/v2/models/slow/stats");
+  return r.status == 200 ? r.body_json()["model_stats"][0] : json::object();
+}
+
+// Polls the slow model's statistics until `pred` holds (10 s at most).
+template <typename Pred>
+bool wait_for(const ServerProcess& s, Pred pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred(slow_stats(s))) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST(ServerOverload, FullQueueAnswers503WithRetryAfterForExactlyTheExcess) {
+  TempDir repo;
+  write_file(repo.path() / "slow" / "1" / "model.onnx", models::slow_model());
+  write_file(repo.path() / "slow" / "config.toml", "max_queue = 2\ninstances = 1\n");
+  ServerProcess s(repo.path(), {"--port", "0", "--threads", "1"}, {{"DESKML_TOKEN", "secret-from-env"}});
+  ASSERT_EQ(s.token, "secret-from-env") << s.ready_line;
+  EXPECT_TRUE(s.ready["token_file"].is_null());
+  ASSERT_EQ(s.call("POST", "/v2/repository/models/slow/load").status, 200);
+
+  // One long request runs (16384 rows through four 512x512 MatMuls on one thread)...
+  int running_status = 0;
+  std::jthread running([&] { running_status = infer_slow(s, 16384); });
+  ASSERT_TRUE(
+      wait_for(s, [](const json& st) { return st.value("outstanding", 0) == 1 && st.value("queued", 1) == 0; }));
+  // ...two small ones fill the queue (max_queue = 2)...
+  std::vector<int> queued_status(2, 0);
+  std::vector<std::jthread> queued;
+  for (int i = 0; i < 2; ++i) queued.emplace_back([&, i] { queued_status[i] = infer_slow(s, 1); });
+  ASSERT_TRUE(wait_for(s, [](const json& st) { return st.value("queued", 0) == 2; }));
+  // ...so every further request is refused at once, with Retry-After.
+  int refused = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<float> x(512, 0.f);
+    const json req = {{"inputs", {{{"name", "x"}, {"shape", {1, 1, 512}}, {"datatype", "FP32"}, {"data", x}}}}};
+    const Reply r = s.call("POST", "/v2/models/slow/infer", req.dump());
+    if (r.status == 503) {
+      ++refused;
+      EXPECT_EQ(r.header("retry-after"), "1");
+      EXPECT_NE(r.body_json()["error"].get<std::string>().find("full"), std::string::npos);
+    }
+  }
+  running.join();
+  for (auto& t : queued) t.join();
+  EXPECT_EQ(refused, 3);
+  EXPECT_EQ(running_status, 200);
+  EXPECT_EQ(queued_status, std::vector<int>({200, 200}));
+  EXPECT_EQ(s.terminate(), 0) << s.log();
+}
+
+TEST(ServerShutdown, SigtermAnswersEveryAcceptedRequestAndExitsZero) {
+  TempDir repo;
+  write_file(repo.path() / "slow" / "1" / "model.onnx", models::slow_model());
+  ServerProcess s(repo.path(), {"--port", "0", "--threads", "1"});
+  ASSERT_GT(s.port, 0) << s.ready_line;
+  ASSERT_EQ(s.call("POST", "/v2/repository/models/slow/load").status, 200);
+
+  constexpr int kRequests = 4;
+  std::vector<int> status(kRequests, 0);
+  std::vector<std::jthread> clients;
+  // Each takes a few hundred milliseconds on one thread: most are still queued or running
+  // when the signal arrives.
+  for (int i = 0; i < kRequests; ++i) clients.emplace_back([&, i] { status[i] = infer_slow(s, 8192); });
+  ASSERT_TRUE(wait_for(s, [](const json& st) { return st.value("inference_count", 0) == kRequests; }));
+  EXPECT_GT(slow_stats(s).value("outstanding", 0), 0);
+  const std::string token_file = s.ready["token_file"];
+  EXPECT_EQ(s.terminate(), 0) << s.log();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(status, std::vector<int>(kRequests, 200));
+  EXPECT_FALSE(fs::exists(token_file));
+  EXPECT_FALSE(Connection(static_cast<uint16_t>(s.port)).connected());
+}
+
+}  // namespace
