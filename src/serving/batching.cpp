@@ -1,15 +1,21 @@
 #include "serving/batching.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <numeric>
 
 namespace deskml::serving {
 
 namespace {
 
+// Rows along axis 0 (callers have checked rank >= 1). Not Tensor::dim: this runs
+// per request and row, where its axis normalisation shows.
+inline int64_t rows_of(const Tensor& t) { return t.shape()[0]; }
+
 // Copies `rows` rows starting at row `from` of `src` into `dst` at row `at`.
 void copy_rows(const Tensor& src, int64_t from, Tensor& dst, int64_t at, int64_t rows) {
-  const int64_t row_elems = src.rank() == 0 || src.dim(0) == 0 ? 0 : src.numel() / src.dim(0);
+  const int64_t row_elems = rows_of(src) == 0 ? 0 : src.numel() / rows_of(src);
   if (src.dtype() == DataType::kString) {
     const auto* s = src.data<std::string>() + from * row_elems;
     auto* d = dst.data<std::string>() + at * row_elems;
@@ -30,28 +36,36 @@ Result<int64_t> batch_rows(const Tensors& inputs) {
   int64_t rows = -1;
   for (const auto& [name, t] : inputs) {
     if (t.rank() < 1) return invalid_argument("input '" + name + "' is a scalar; batched inputs need a batch axis");
-    if (rows >= 0 && t.dim(0) != rows) {
-      return invalid_argument("inputs disagree on the batch size: '" + name + "' has " + std::to_string(t.dim(0)) +
+    if (rows >= 0 && rows_of(t) != rows) {
+      return invalid_argument("inputs disagree on the batch size: '" + name + "' has " + std::to_string(rows_of(t)) +
                               " rows, others " + std::to_string(rows));
     }
-    rows = t.dim(0);
+    rows = rows_of(t);
   }
   return rows;
 }
 
-std::string batch_signature(const Tensors& inputs) {
-  std::string sig;
+uint64_t batch_signature(const Tensors& inputs) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
   for (const auto& [name, t] : inputs) {
-    sig += name;
-    sig += ':';
-    sig += std::to_string(static_cast<int>(t.dtype()));
-    for (int64_t d = 1; d < t.rank(); ++d) {
-      sig += ',';
-      sig += std::to_string(t.shape()[static_cast<size_t>(d)]);
-    }
-    sig += ';';
+    mix(std::hash<std::string>{}(name));
+    mix(static_cast<uint64_t>(t.dtype()));
+    mix(static_cast<uint64_t>(t.rank()));
+    for (int64_t d = 1; d < t.rank(); ++d) mix(static_cast<uint64_t>(t.shape()[static_cast<size_t>(d)]));
   }
-  return sig;
+  return h;
+}
+
+bool stackable(const Tensors& a, const Tensors& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const Tensor& x = a[i].second;
+    const Tensor& y = b[i].second;
+    if (a[i].first != b[i].first || x.dtype() != y.dtype() || x.rank() != y.rank()) return false;
+    if (!std::equal(x.shape().begin() + 1, x.shape().end(), y.shape().begin() + 1)) return false;
+  }
+  return true;
 }
 
 Tensors stack_requests(const std::vector<const Tensors*>& requests) {
@@ -60,15 +74,15 @@ Tensors stack_requests(const std::vector<const Tensors*>& requests) {
   out.reserve(first.size());
   for (size_t i = 0; i < first.size(); ++i) {
     int64_t total = 0;
-    for (const Tensors* r : requests) total += (*r)[i].second.dim(0);
+    for (const Tensors* r : requests) total += rows_of((*r)[i].second);
     Shape shape = first[i].second.shape();
     shape[0] = total;
     Tensor batch(first[i].second.dtype(), shape);
     int64_t at = 0;
     for (const Tensors* r : requests) {
       const Tensor& t = (*r)[i].second;
-      copy_rows(t, 0, batch, at, t.dim(0));
-      at += t.dim(0);
+      copy_rows(t, 0, batch, at, rows_of(t));
+      at += rows_of(t);
     }
     out.emplace_back(first[i].first, std::move(batch));
   }
@@ -80,7 +94,7 @@ Result<std::vector<Tensors>> split_outputs(const Tensors& outputs, const std::ve
   std::vector<Tensors> parts(rows.size());
   for (auto& p : parts) p.reserve(outputs.size());
   for (const auto& [name, t] : outputs) {
-    if (t.rank() < 1 || t.dim(0) != total) {
+    if (t.rank() < 1 || rows_of(t) != total) {
       return invalid_model("output '" + name + "' has shape " + shape_to_string(t.shape()) + ", not a first axis of " +
                            std::to_string(total) + " rows; the model cannot be batched");
     }

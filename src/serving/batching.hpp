@@ -3,6 +3,7 @@
 // the first: batch_signature() says which requests may share a batch.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,10 @@ namespace deskml::serving {
 
 // Rows in a request: dim 0 of its inputs, which must all agree (and have rank >= 1).
 Result<int64_t> batch_rows(const Tensors& inputs);
-// Equal signatures <=> the requests can be stacked (same names, order, dtypes, trailing dims).
-std::string batch_signature(const Tensors& inputs);
+// A hash of what must agree for requests to be stacked (names, order, dtypes,
+// trailing dims); equal hashes are confirmed with stackable().
+uint64_t batch_signature(const Tensors& inputs);
+bool stackable(const Tensors& a, const Tensors& b);
 // One tensor per input, the requests' rows one after another. All requests must
 // have equal signatures.
 Tensors stack_requests(const std::vector<const Tensors*>& requests);

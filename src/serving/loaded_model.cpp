@@ -246,6 +246,7 @@ std::vector<std::shared_ptr<PendingRequest>> LoadedModel::take_batch(std::unique
       batch.clear();
       for (const auto& r : queue_) {
         if (r->signature != head->signature || rows + r->rows > max_batch_) continue;
+        if (r != head && !stackable(r->inputs, head->inputs)) continue;
         batch.push_back(r);
         rows += r->rows;
         if (rows == max_batch_) break;

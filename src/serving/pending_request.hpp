@@ -26,9 +26,9 @@ struct PendingRequest {
 
   std::string model;
   int64_t version = 0;
-  Tensors inputs;         // in the model's declared input order
-  int64_t rows = 0;       // batch rows (dim 0), 0 when the model does not batch
-  std::string signature;  // equal signatures may share a batch
+  Tensors inputs;          // in the model's declared input order
+  int64_t rows = 0;        // batch rows (dim 0), 0 when the model does not batch
+  uint64_t signature = 0;  // batch_signature(inputs): equal ones may share a batch (stackable() confirms)
   InferOptions options;
   Clock::time_point enqueued;
   uint64_t seq = 0;
