@@ -48,6 +48,7 @@ Status serve(ServeOptions opts) {
     }
     nlohmann::json ready = {{"host", opts.server.host}, {"port", srv.port()}, {"token", opts.server.token}};
     ready["token_file"] = token_file.empty() ? nlohmann::json(nullptr) : nlohmann::json(token_file.string());
+    if (!opts.server.unix_path.empty()) ready["unix"] = opts.server.unix_path;
     std::cout << ready.dump() << std::endl;  // endl flushes: the parent is waiting for this line
     srv.run();
   }
@@ -80,6 +81,9 @@ void add_serve_command(CLI::App& app) {
       ->default_str("127.0.0.1");
   cmd->add_option("--port", opts->server.port, "TCP port; 0 (default) lets the OS pick one, reported in the ready line")
       ->check(CLI::Range(0, 65535));
+  cmd->add_option("--unix", opts->server.unix_path,
+                  "Also listen on this Unix domain socket (mode 0600, removed at exit; an existing non-socket file "
+                  "is never replaced). Named in the ready line as \"unix\"");
   cmd->add_option("--token", opts->server.token,
                   "Bearer token clients must send (default: $DESKML_TOKEN, else a random one generated per launch "
                   "and written to a 0600 file named in the ready line)");

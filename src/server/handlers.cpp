@@ -155,7 +155,8 @@ Response model_stats(ServerState& state, const Route& route) {
   return ok_json({{"model_stats", json::array({row})}});
 }
 
-void infer(ServerState& state, const Route& route, Request req, asio::any_io_executor ex, Responder done) {
+void infer(ServerState& state, const Route& route, Request req, asio::any_io_executor ex, Responder done,
+           const CallContext& context) {
   std::optional<size_t> json_size;
   if (const auto it = req.find(kInferenceHeaderLength); it != req.end()) {
     size_t n = 0;
@@ -175,7 +176,8 @@ void infer(ServerState& state, const Route& route, Request req, asio::any_io_exe
   options.version = route.version;
   if (request->priority) options.priority = *request->priority;
   if (request->timeout_us) options.deadline = serving::Clock::now() + std::chrono::microseconds(*request->timeout_us);
-  options.cancel = std::make_shared<serving::CancelToken>();
+  options.cancel = context.cancel ? context.cancel : std::make_shared<serving::CancelToken>();
+  options.request_id = context.request_id;
   const uint64_t tracked = state.track(options.cancel);
   state.runtime_pending.fetch_add(1);
   serving::Tensors inputs = std::move(request->inputs);
@@ -201,7 +203,8 @@ void infer(ServerState& state, const Route& route, Request req, asio::any_io_exe
 
 }  // namespace
 
-void handle(ServerState& state, const Route& route, Request req, asio::any_io_executor ex, Responder done) {
+void handle(ServerState& state, const Route& route, Request req, asio::any_io_executor ex, Responder done,
+            const CallContext& context) {
   switch (route.endpoint) {
     case Endpoint::kHealthLive:
       return done(ok_json({{"live", true}}));
@@ -211,7 +214,7 @@ void handle(ServerState& state, const Route& route, Request req, asio::any_io_ex
     case Endpoint::kServerMetadata:
       return done(ok_json({{"name", "deskml"},
                            {"version", DESKML_VERSION},
-                           {"extensions", {"binary_tensor_data", "model_repository", "statistics"}}}));
+                           {"extensions", {"binary_tensor_data", "model_repository", "statistics", "streaming"}}}));
     case Endpoint::kMetrics: {
       Response res{http::status::ok, 11};
       res.set(http::field::content_type, "text/plain; version=0.0.4");
@@ -219,7 +222,10 @@ void handle(ServerState& state, const Route& route, Request req, asio::any_io_ex
       return done(std::move(res));
     }
     case Endpoint::kModelInfer:
-      return infer(state, route, std::move(req), std::move(ex), std::move(done));
+      return infer(state, route, std::move(req), std::move(ex), std::move(done), context);
+    case Endpoint::kModelInferStream:  // answered by the connection itself (http_session.cpp, ws_session.cpp)
+    case Endpoint::kStream:
+      break;
     case Endpoint::kModelMetadata:
       return run_blocking(state, std::move(done), [&state, route] { return model_metadata(state, route); });
     case Endpoint::kModelReady:

@@ -3,18 +3,55 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <cmath>
 
 #include "server/errors.hpp"
 #include "server/handlers.hpp"
 #include "server/router.hpp"
+#include "server/streaming.hpp"
+#include "server/ws_session.hpp"
+#include "serving/log.hpp"
 
 namespace deskml::server {
 
 namespace beast = boost::beast;
 namespace asio = boost::asio;
+using nlohmann::json;
 
-HttpSession::HttpSession(asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state)
-    : stream_(std::move(socket)), state_(std::move(state)) {}
+namespace {
+
+// A client's X-Request-Id when it is short and printable, else a new id.
+std::string request_id_for(const Request& req) {
+  const auto given = req["X-Request-Id"];
+  if (!given.empty() && given.size() <= 64 &&
+      std::all_of(given.begin(), given.end(), [](char c) { return c > ' ' && c < 127 && c != '"'; })) {
+    return std::string(given);
+  }
+  return serving::log::new_request_id();
+}
+
+// Splits `s` at `sep`, trimming spaces; calls fn(piece) until it returns true.
+template <typename Fn>
+bool any_piece(std::string_view s, char sep, Fn fn) {
+  while (!s.empty()) {
+    const size_t end = std::min(s.find(sep), s.size());
+    std::string_view piece = s.substr(0, end);
+    while (!piece.empty() && piece.front() == ' ') piece.remove_prefix(1);
+    while (!piece.empty() && piece.back() == ' ') piece.remove_suffix(1);
+    if (fn(piece)) return true;
+    s.remove_prefix(std::min(end + 1, s.size()));
+  }
+  return false;
+}
+
+}  // namespace
+
+HttpSession::HttpSession(Stream::socket_type socket, std::shared_ptr<ServerState> state, std::string remote)
+    : stream_(std::move(socket)),
+      state_(std::move(state)),
+      remote_(std::move(remote)),
+      idle_timer_(stream_.get_executor()) {}
 
 void HttpSession::start() {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
@@ -32,6 +69,13 @@ void HttpSession::read_header() {
 }
 
 void HttpSession::on_header(beast::error_code ec) {
+  started_ = std::chrono::steady_clock::now();
+  method_.clear();
+  target_.clear();
+  request_id_.clear();
+  ws_protocol_.clear();
+  bytes_in_ = 0;
+  status_ = 0;
   if (ec == http::error::header_limit) {
     state_->in_flight.fetch_add(1);
     return send(error_response(http::status::request_header_fields_too_large, "request header too large"), true);
@@ -45,6 +89,9 @@ void HttpSession::on_header(beast::error_code ec) {
   if (ec) return close();  // end of stream, timeout, garbage: nothing to answer
   state_->in_flight.fetch_add(1);
   const Request& req = parser_->get();
+  method_ = std::string(req.method_string());
+  target_ = std::string(req.target().substr(0, std::min<size_t>(req.target().find('?'), 512)));
+  request_id_ = request_id_for(req);
   version_ = req.version();
   keep_alive_ = req.keep_alive();
   if (auto refusal = screen(req)) {
@@ -90,7 +137,24 @@ std::optional<Response> HttpSession::screen(const Request& req) {
   if (req.method() == http::verb::options) return std::nullopt;  // a CORS preflight needs no token
   auto r = route(req.target());
   const bool is_public = r.ok() && r->public_endpoint;
-  if (!is_public && !policy.authorized(req[http::field::authorization])) {
+  bool authorized = is_public || policy.authorized(req[http::field::authorization]);
+  if (r.ok() && r->endpoint == Endpoint::kStream) {
+    // Browsers cannot set headers on a WebSocket: the token may come as the subprotocol
+    // `bearer.<token>` (echoed back, as browsers require) or as `?token=`.
+    any_piece(req[http::field::sec_websocket_protocol], ',', [&](std::string_view p) {
+      if (p.substr(0, 7) != "bearer." || !policy.authorized("Bearer " + std::string(p.substr(7)))) return false;
+      authorized = true;
+      ws_protocol_ = std::string(p);
+      return true;
+    });
+    const auto target = req.target();
+    if (const size_t q = target.find('?'); !authorized && q != std::string_view::npos) {
+      authorized = any_piece(target.substr(q + 1), '&', [&](std::string_view p) {
+        return p.substr(0, 6) == "token=" && policy.authorized("Bearer " + std::string(p.substr(6)));
+      });
+    }
+  }
+  if (!authorized) {
     Response res = error_response(http::status::unauthorized, "missing or wrong bearer token");
     res.set(http::field::www_authenticate, "Bearer");
     return res;
@@ -123,18 +187,29 @@ void HttpSession::on_body(beast::error_code ec) {
     state_->in_flight.fetch_sub(1);
     return close();
   }
+  bytes_in_ = parser_->get().body().size();
   // No timer while the runtime works: a request may legitimately take long.
   stream_.expires_never();
+  if (route_->endpoint == Endpoint::kStream) return upgrade(parser_->release());
+  busy_ = true;
+  if (route_->endpoint == Endpoint::kModelInferStream) return start_item_stream(parser_->release());
+  CallContext context{request_id_, nullptr};
+  if (route_->endpoint == Endpoint::kModelInfer) {
+    context.cancel = cancel_ = std::make_shared<serving::CancelToken>();
+    watch_peer();
+  }
   Responder done = [self = shared_from_this()](Response res) {
     asio::post(self->stream_.get_executor(),
                [self, res = std::move(res)]() mutable { self->send(std::move(res), false); });
   };
-  handle(*state_, *route_, parser_->release(), stream_.get_executor(), std::move(done));
+  handle(*state_, *route_, parser_->release(), stream_.get_executor(), std::move(done), context);
 }
 
 void HttpSession::send(Response res, bool close) {
   res.version(version_);
   res.set(http::field::server, "deskml");
+  if (!request_id_.empty()) res.set("X-Request-Id", request_id_);
+  status_ = res.result_int();
   if (!cors_origin_.empty()) {
     res.set(http::field::access_control_allow_origin, cors_origin_);
     res.set(http::field::vary, "Origin");
@@ -150,16 +225,181 @@ void HttpSession::send(Response res, bool close) {
 }
 
 void HttpSession::on_write(beast::error_code ec, bool close) {
+  log_access(status_, response_ ? response_->body().size() : 0);
   response_.reset();
   state_->in_flight.fetch_sub(1);
+  busy_ = false;
+  cancel_.reset();
   if (ec) return this->close();
   if (close) return parser_ && !parser_->is_done() ? linger_close() : this->close();
-  read_header();
+  next_request();
+}
+
+void HttpSession::next_request() {
+  if (peer_gone_) return close();
+  if (!watching_) return read_header();
+  // The watch read is still waiting: it takes the next request when one comes. Until
+  // then the keep-alive timeout applies as it does to read_header.
+  idle_timer_.expires_after(state_->options.idle_timeout);
+  idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec && self->watching_ && !self->busy_) self->close();
+  });
+}
+
+void HttpSession::watch_peer() {
+  // Bytes already buffered are a pipelined request: the client is not leaving.
+  if (watching_ || peer_gone_ || buffer_.size() > 0) return;
+  watching_ = true;
+  stream_.async_read_some(buffer_.prepare(4096),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_watch(ec, n); });
+}
+
+void HttpSession::on_watch(beast::error_code ec, size_t n) {
+  watching_ = false;
+  idle_timer_.cancel();
+  if (!ec) {
+    buffer_.commit(n);
+    if (!busy_) read_header();  // else: parsed once the answer is written
+    return;
+  }
+  peer_gone_ = true;
+  if (!busy_) return close();
+  // The client closed (or the connection broke) while its request is queued or running:
+  // the runtime drops it; its answer (Cancelled) is then written to nobody.
+  if (cancel_) cancel_->cancel();
+  if (serving::log::enabled(spdlog::level::info)) {
+    serving::log::event(spdlog::level::info, "client_gone", {{"request_id", request_id_}, {"remote", remote_}});
+  }
+}
+
+void HttpSession::start_item_stream(Request req) {
+  auto items = parse_stream_items(req.body(), state_->options);
+  if (!items.ok()) return send(error_response(items.status()), false);
+  items_total_ = items->size();
+  items_done_ = items_failed_ = stream_bytes_ = 0;
+  stream_complete_ = false;
+  chunked_ = version_ >= 11;
+  status_ = 200;
+  const bool close_after = !chunked_ || !keep_alive_ || state_->stopping.load();
+  std::string head = chunked_ ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.0 200 OK\r\n";
+  head += "Server: deskml\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-store\r\n";
+  head += "X-Request-Id: " + request_id_ + "\r\n";
+  if (chunked_) head += "Transfer-Encoding: chunked\r\n";
+  if (close_after) head += "Connection: close\r\n";
+  if (!cors_origin_.empty()) head += "Access-Control-Allow-Origin: " + cors_origin_ + "\r\nVary: Origin\r\n";
+  head += "\r\n";
+  chunks_.push_back(std::move(head));
+  write_chunks();
+
+  cancel_ = std::make_shared<serving::CancelToken>();
+  tracked_ = state_->track(cancel_);
+  watch_peer();
+  // All at once, so the batcher can put them in one batch.
+  for (size_t i = 0; i < items->size(); ++i) {
+    submit_item(*state_, stream_.get_executor(), route_->model, route_->version,
+                std::make_shared<InferRequest>(std::move((*items)[i])), cancel_, request_id_ + "." + std::to_string(i),
+                [self = shared_from_this(), i](bool ok, json fields) { self->on_item(i, ok, std::move(fields)); });
+  }
+}
+
+void HttpSession::on_item(size_t index, bool ok, json fields) {
+  ++items_done_;
+  if (!ok) ++items_failed_;
+  if (!peer_gone_) {
+    json line = {{"index", index}};
+    if (ok) {
+      line["model_name"] = std::move(fields["model_name"]);
+      line["model_version"] = std::move(fields["model_version"]);
+      line["outputs"] = std::move(fields["outputs"]);
+    } else {
+      line["error"] = std::move(fields["error"]);
+    }
+    line["progress"] = {{"done", items_done_}, {"total", items_total_}};
+    queue_chunk(line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  }
+  if (items_done_ < items_total_) return;
+  state_->untrack(tracked_);
+  tracked_ = 0;
+  stream_complete_ = true;
+  if (peer_gone_) {
+    if (!writing_chunks_) end_item_stream(true);
+    return;
+  }
+  queue_chunk(json({{"done", true}, {"total", items_total_}, {"failed", items_failed_}}).dump() + "\n");
+  if (chunked_) chunks_.push_back("0\r\n\r\n");
+  write_chunks();
+}
+
+void HttpSession::queue_chunk(std::string data) {
+  if (chunked_) {
+    char size[20];
+    const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    data.insert(0, size, static_cast<size_t>(n));
+    data += "\r\n";
+  }
+  chunks_.push_back(std::move(data));
+  write_chunks();
+}
+
+void HttpSession::write_chunks() {
+  if (writing_chunks_ || chunks_.empty()) return;
+  writing_chunks_ = true;
+  stream_.expires_after(std::chrono::seconds(30));
+  asio::async_write(stream_, asio::buffer(chunks_.front()),
+                    [self = shared_from_this()](beast::error_code ec, size_t n) {
+                      self->writing_chunks_ = false;
+                      self->stream_bytes_ += n;
+                      self->chunks_.pop_front();
+                      if (ec || self->peer_gone_) {
+                        // The client is gone: what is still queued in the runtime is dropped.
+                        self->peer_gone_ = true;
+                        self->chunks_.clear();
+                        if (self->cancel_) self->cancel_->cancel();
+                        if (self->stream_complete_) self->end_item_stream(true);
+                        return;
+                      }
+                      if (!self->chunks_.empty()) return self->write_chunks();
+                      if (self->stream_complete_) self->end_item_stream(false);
+                    });
+}
+
+void HttpSession::end_item_stream(bool failed) {
+  log_access(status_, stream_bytes_);
+  state_->in_flight.fetch_sub(1);
+  busy_ = false;
+  cancel_.reset();
+  stream_.expires_never();
+  if (failed || !chunked_ || !keep_alive_ || state_->stopping.load()) return close();
+  next_request();
+}
+
+void HttpSession::upgrade(Request req) {
+  if (!beast::websocket::is_upgrade(req)) {
+    busy_ = true;
+    return send(error_response(http::status::upgrade_required, "/v2/stream is a WebSocket endpoint"), false);
+  }
+  log_access(101, 0);
+  state_->in_flight.fetch_sub(1);  // the WebSocket counts its own requests
+  std::make_shared<WsSession>(std::move(stream_), state_, ws_protocol_)->start(std::move(req));
+}
+
+void HttpSession::log_access(unsigned status, size_t bytes_out) {
+  if (!serving::log::enabled(spdlog::level::info)) return;
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
+  serving::log::event(spdlog::level::info, "http_access",
+                      {{"method", method_},
+                       {"path", target_},
+                       {"status", status},
+                       {"ms", std::round(ms * 1000) / 1000},
+                       {"bytes_in", bytes_in_},
+                       {"bytes_out", bytes_out},
+                       {"remote", remote_},
+                       {"request_id", request_id_}});
 }
 
 void HttpSession::linger_close() {
   beast::error_code ec;
-  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream_.socket().shutdown(asio::socket_base::shutdown_send, ec);
   stream_.expires_after(std::chrono::seconds(5));
   struct Drain {
     std::shared_ptr<HttpSession> self;
@@ -173,7 +413,8 @@ void HttpSession::linger_close() {
 
 void HttpSession::close() {
   beast::error_code ec;
-  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  idle_timer_.cancel();
+  stream_.socket().shutdown(asio::socket_base::shutdown_send, ec);
   stream_.socket().close(ec);
 }
 

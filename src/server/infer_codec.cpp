@@ -29,6 +29,10 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
     binary = body.substr(*json_size);
   }
   DESKML_ASSIGN_OR_RETURN(json j, parse_json(header, max_json_depth));
+  return parse_infer_request(j, binary, limits);
+}
+
+Result<InferRequest> parse_infer_request(const json& j, std::string_view binary, const TensorLimits& limits) {
   if (!j.is_object()) return invalid_argument("the request must be a JSON object");
 
   InferRequest req;
@@ -79,6 +83,26 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
     }
   }
   return req;
+}
+
+Result<json> infer_outputs_json(const serving::InferResponse& response, const InferRequest& request) {
+  json outputs = json::array();
+  auto add = [&](const std::string& name) -> Status {
+    const Tensor* t = serving::find_tensor(response.outputs, name);
+    if (!t) return invalid_argument("model '" + response.model + "' has no output '" + name + "'");
+    if (!t->defined()) return internal_error("output '" + name + "' was not produced");
+    outputs.push_back({{"name", name},
+                       {"datatype", std::string(dtype_kserve_name(t->dtype()))},
+                       {"shape", t->shape()},
+                       {"data", tensor_to_json_data(*t)}});
+    return Status::Ok();
+  };
+  if (request.outputs.empty()) {
+    for (const auto& [name, t] : response.outputs) DESKML_RETURN_IF_ERROR(add(name));
+  } else {
+    for (const auto& w : request.outputs) DESKML_RETURN_IF_ERROR(add(w.name));
+  }
+  return outputs;
 }
 
 Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request) {

@@ -31,6 +31,11 @@ struct InferRequest {
 Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> json_size, int max_json_depth,
                                          const TensorLimits& limits);
 
+// The same from a parsed JSON object (extra keys are ignored); `binary` holds the bytes
+// of inputs with `parameters.binary_data_size` (empty when there are none).
+Result<InferRequest> parse_infer_request(const nlohmann::json& request, std::string_view binary,
+                                         const TensorLimits& limits);
+
 struct EncodedResponse {
   std::string body;
   std::optional<size_t> json_size;  // set when binary outputs follow the JSON
@@ -39,5 +44,8 @@ struct EncodedResponse {
 // The outputs the request asked for (all when it named none), each as JSON or binary.
 // An output name the model does not produce is InvalidArgument.
 Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request);
+// The `outputs` array alone, every tensor as JSON `data` (binary flags are ignored): for
+// the streaming endpoints, whose messages are JSON only.
+Result<nlohmann::json> infer_outputs_json(const serving::InferResponse& response, const InferRequest& request);
 
 }  // namespace deskml::server

@@ -16,6 +16,7 @@ struct ServerOptions {
   std::string token;                         // the bearer token every endpoint but /v2/health/* requires
   std::vector<std::string> allowed_origins;  // --allow-origin, on top of the built-in webview origins
   bool allow_null_origin = false;            // accept `Origin: null` (sandboxed frames, file:// pages)
+  std::string unix_path;                     // --unix: also listen on this Unix domain socket (mode 0600)
   int io_threads = 2;                        // threads running the sockets; inference runs on the runtime's
 
   // Bounds on what a client may send.
@@ -23,6 +24,8 @@ struct ServerOptions {
   uint32_t max_header_bytes = 16 * 1024;
   int max_json_depth = 64;
   int64_t max_tensor_elements = int64_t{1} << 28;
+  size_t max_stream_items = 4096;  // items in one NDJSON infer_stream request
+  size_t max_ws_in_flight = 256;   // unanswered requests on one WebSocket connection
 
   std::chrono::seconds idle_timeout{60};   // a keep-alive connection with no request is closed
   std::chrono::seconds drain_timeout{10};  // SIGTERM: how long in-flight requests may take

@@ -67,6 +67,7 @@ Result<Route> route(std::string_view target) {
   if (n == 1 && p[0] == "metrics") return fixed(Endpoint::kMetrics, http::verb::get);
   if (n == 0 || p[0] != "v2") return not_found("no such endpoint");
   if (n == 1) return fixed(Endpoint::kServerMetadata, http::verb::get);
+  if (n == 2 && p[1] == "stream") return fixed(Endpoint::kStream, http::verb::get);
   if (n == 3 && p[1] == "health" && p[2] == "live") return fixed(Endpoint::kHealthLive, http::verb::get, true);
   if (n == 3 && p[1] == "health" && p[2] == "ready") return fixed(Endpoint::kHealthReady, http::verb::get, true);
   if (n == 3 && p[1] == "repository" && p[2] == "index") return fixed(Endpoint::kRepositoryIndex, http::verb::post);
@@ -93,6 +94,11 @@ Result<Route> route(std::string_view target) {
       }
       if (p[i] == "infer") {
         r.endpoint = Endpoint::kModelInfer;
+        r.method = http::verb::post;
+        return r;
+      }
+      if (p[i] == "infer_stream") {
+        r.endpoint = Endpoint::kModelInferStream;
         r.method = http::verb::post;
         return r;
       }

@@ -19,6 +19,8 @@ enum class Endpoint {
   kModelMetadata,
   kModelReady,
   kModelInfer,
+  kModelInferStream,  // NDJSON, one line per item
+  kStream,            // GET /v2/stream: the WebSocket upgrade
   kModelStats,
   kRepositoryIndex,
   kRepositoryLoad,

@@ -1,11 +1,15 @@
 #include "server/server.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <csignal>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -16,12 +20,40 @@ namespace deskml::server {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using local = asio::local::stream_protocol;
+using generic = asio::generic::stream_protocol;
+
+namespace {
+
+// The same connection as a protocol-independent socket, for HttpSession; nullopt when
+// the socket cannot be handed over (it never throws: the accept loop must go on).
+template <typename Socket>
+std::optional<generic::socket> to_generic(Socket& socket, int family, int protocol) {
+  if (!socket.is_open()) return std::nullopt;
+  boost::system::error_code ec;
+  const auto fd = socket.release(ec);
+  if (ec) return std::nullopt;
+  generic::socket out(socket.get_executor());
+  out.assign(generic(family, protocol), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  return out;
+}
+
+}  // namespace
 
 Server::Server(serving::Runtime& runtime, ServerOptions options)
-    : runtime_(runtime), options_(std::move(options)), ioc_(options_.io_threads), acceptor_(ioc_) {}
+    : runtime_(runtime),
+      options_(std::move(options)),
+      ioc_(options_.io_threads),
+      acceptor_(ioc_),
+      unix_acceptor_(ioc_) {}
 
 Server::~Server() {
   if (state_) state_->blocking.join();
+  if (unix_bound_) ::unlink(options_.unix_path.c_str());
 }
 
 Status Server::listen() {
@@ -38,7 +70,35 @@ Status Server::listen() {
                   "cannot listen on " + options_.host + ":" + std::to_string(options_.port) + ": " + ec.message());
   }
   port_ = acceptor_.local_endpoint().port();
+  if (!options_.unix_path.empty()) DESKML_RETURN_IF_ERROR(listen_unix());
   state_ = std::make_shared<ServerState>(runtime_, options_, port_);
+  return Status::Ok();
+}
+
+Status Server::listen_unix() {
+  const std::string& path = options_.unix_path;
+  auto fail = [&](const std::string& why) {
+    return Status(StatusCode::kUnavailable, "cannot listen on unix socket " + path + ": " + why);
+  };
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return fail("the file exists and is not a socket");
+    // A socket file: left by a crashed server, or one that still serves.
+    local::socket probe(ioc_);
+    boost::system::error_code ec;
+    probe.connect(local::endpoint(path), ec);
+    if (!ec) return fail("another server is listening there");
+    ::unlink(path.c_str());
+  }
+  boost::system::error_code ec;
+  unix_acceptor_.open(local(), ec);
+  if (!ec) unix_acceptor_.bind(local::endpoint(path), ec);
+  if (ec) return fail(ec.message());
+  unix_bound_ = true;
+  // Nobody can connect before listen(), so the looser mode bind() gave is never used.
+  if (::chmod(path.c_str(), 0600) != 0) return fail("chmod failed");
+  unix_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(ec.message());
   return Status::Ok();
 }
 
@@ -47,9 +107,27 @@ void Server::accept() {
     if (ec) {
       if (!acceptor_.is_open()) return;  // closed by the shutdown
     } else {
-      std::make_shared<HttpSession>(std::move(socket), state_)->start();
+      boost::system::error_code e;
+      const auto peer = socket.remote_endpoint(e);
+      std::string remote = e ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port());
+      const auto protocol = socket.local_endpoint(e).protocol();
+      if (auto g = to_generic(socket, protocol.family(), protocol.protocol())) {
+        std::make_shared<HttpSession>(std::move(*g), state_, std::move(remote))->start();
+      }
     }
     accept();
+  });
+}
+
+void Server::accept_unix() {
+  unix_acceptor_.async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec, local::socket socket) {
+    if (ec) {
+      if (!unix_acceptor_.is_open()) return;
+    } else {
+      if (auto g = to_generic(socket, AF_UNIX, 0))
+        std::make_shared<HttpSession>(std::move(*g), state_, "unix")->start();
+    }
+    accept_unix();
   });
 }
 
@@ -66,6 +144,7 @@ void Server::run(bool handle_signals) {
     });
   }
   accept();
+  if (unix_acceptor_.is_open()) accept_unix();
   std::vector<std::thread> threads;
   for (int i = 1; i < std::max(1, options_.io_threads); ++i) threads.emplace_back([this] { ioc_.run(); });
   ioc_.run();
@@ -86,6 +165,7 @@ void Server::begin_shutdown() {
   if (state_->stopping.exchange(true)) return;
   boost::system::error_code ec;
   acceptor_.close(ec);
+  unix_acceptor_.close(ec);
   drain_step(std::chrono::steady_clock::now() + options_.drain_timeout, false);
 }
 

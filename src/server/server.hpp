@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <memory>
 
 #include "core/status.hpp"
@@ -21,7 +22,9 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and listens; afterwards port() is the port actually bound.
+  // Binds and listens (TCP, and options.unix_path when set); afterwards port() is the
+  // port actually bound. The Unix socket file gets mode 0600; an existing file there is
+  // replaced only when it is a socket nobody listens on.
   Status listen();
   uint16_t port() const { return port_; }
 
@@ -34,6 +37,8 @@ class Server {
 
  private:
   void accept();
+  void accept_unix();
+  Status listen_unix();
   void begin_shutdown();
   void drain_step(std::chrono::steady_clock::time_point deadline, bool cancelled);
 
@@ -41,6 +46,8 @@ class Server {
   ServerOptions options_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::local::stream_protocol::acceptor unix_acceptor_;
+  bool unix_bound_ = false;  // we created options_.unix_path: removed by the destructor
   std::shared_ptr<ServerState> state_;
   uint16_t port_ = 0;
 };

@@ -8,15 +8,21 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,8 +79,45 @@ class Connection {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   }
+  // A Unix domain socket at `path`.
+  explicit Connection(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
   ~Connection() { ::close(fd_); }
   bool connected() const { return connected_; }
+
+  // One chunk of a chunked body; false at the last (empty) chunk or when the connection ends.
+  bool read_chunk(std::string& data) {
+    size_t eol;
+    while ((eol = buf_.find("\r\n")) == std::string::npos) {
+      if (!fill()) return false;
+    }
+    const size_t size = std::stoul(buf_.substr(0, eol), nullptr, 16);
+    while (buf_.size() < eol + 2 + size + 2) {
+      if (!fill()) return false;
+    }
+    data = buf_.substr(eol + 2, size);
+    buf_.erase(0, eol + 2 + size + 2);
+    return size > 0;
+  }
+  // The lines of a chunked NDJSON body, until its end.
+  std::vector<json> read_ndjson() {
+    std::vector<json> lines;
+    std::string pending, chunk;
+    while (read_chunk(chunk)) {
+      pending += chunk;
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        lines.push_back(json::parse(pending.substr(0, nl)));
+        pending.erase(0, nl + 1);
+      }
+    }
+    return lines;
+  }
 
   void send_all(const std::string& data) {
     size_t off = 0;
@@ -212,6 +255,7 @@ class ServerProcess {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         exited_ = true;
+        if (WIFSIGNALED(status)) ADD_FAILURE() << "the server died of signal " << WTERMSIG(status);
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -555,6 +599,59 @@ TEST_F(ServerTest, StatisticsAndMetrics) {
   EXPECT_NE(m.body.find("deskml_requests_total{model=\"affine\"}"), std::string::npos);
 }
 
+// ---- streaming ------------------------------------------------------------------------
+
+json affine_item(float v) {
+  return {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {v, v, v, v}}}}}};
+}
+
+// Sends a POST without reading the answer.
+void post(Connection& c, const ServerProcess& s, const std::string& target, const std::string& body) {
+  c.send_all("POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(s.port) + "\r\n" + s.auth_header() +
+             "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+}
+
+TEST_F(ServerTest, InferStreamAnswersEachItemThenASummary) {
+  constexpr int kItems = 6;
+  json items = json::array();
+  for (int i = 0; i < kItems; ++i) items.push_back(affine_item(static_cast<float>(i)));
+  // One item names an input the model does not have: its line is an error, the rest succeed.
+  items.push_back({{"inputs", {{{"name", "nope"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {0, 0, 0, 0}}}}}});
+  Connection c(static_cast<uint16_t>(server_->port));
+  post(c, *server_, "/v2/models/affine/infer_stream", json({{"items", items}}).dump());
+  const Reply head = c.read_reply();
+  ASSERT_EQ(head.status, 200) << head.body;
+  EXPECT_EQ(head.header("content-type"), "application/x-ndjson");
+  EXPECT_EQ(head.header("transfer-encoding"), "chunked");
+  const std::vector<json> lines = c.read_ndjson();
+  ASSERT_EQ(lines.size(), kItems + 2u);
+  std::vector<bool> seen(kItems + 1, false);
+  for (size_t k = 0; k + 1 < lines.size(); ++k) {
+    const json& l = lines[k];
+    const size_t i = l["index"];
+    ASSERT_LT(i, seen.size());
+    EXPECT_FALSE(seen[i]);
+    seen[i] = true;
+    EXPECT_EQ(l["progress"]["done"], k + 1);
+    EXPECT_EQ(l["progress"]["total"], kItems + 1);
+    if (i == kItems) {
+      EXPECT_TRUE(l.contains("error")) << l.dump();
+      continue;
+    }
+    ASSERT_TRUE(l.contains("outputs")) << l.dump();
+    const std::vector<float> y = l["outputs"][0]["data"];
+    EXPECT_EQ(y, std::vector<float>(4, 2.f * static_cast<float>(i) + 1.f));
+  }
+  EXPECT_EQ(lines.back(), json({{"done", true}, {"total", kItems + 1}, {"failed", 1}}));
+  // The connection is still good for the next request.
+  EXPECT_EQ(c.request("GET", "/v2/health/live", "", {}, static_cast<uint16_t>(server_->port)).status, 200);
+
+  // A malformed body is refused as a whole, before anything runs.
+  EXPECT_EQ(server_->call("POST", "/v2/models/affine/infer_stream", R"({"items": [{"inputs": 3}]})").status, 400);
+  EXPECT_EQ(server_->call("POST", "/v2/models/affine/infer_stream", R"({"items": []})").status, 400);
+  EXPECT_EQ(server_->call("POST", "/v2/models/affine/infer_stream", "{}", {}, false).status, 401);
+}
+
 // ---- overload and shutdown (their own servers) ------------------------------------------
 
 // POSTs an x float[1, rows, 512] to the slow model (binary both ways); the status.
@@ -645,6 +742,268 @@ TEST(ServerShutdown, SigtermAnswersEveryAcceptedRequestAndExitsZero) {
   EXPECT_EQ(status, std::vector<int>(kRequests, 200));
   EXPECT_FALSE(fs::exists(token_file));
   EXPECT_FALSE(Connection(static_cast<uint16_t>(s.port)).connected());
+}
+
+// ---- a client that goes away cancels its work ------------------------------------------
+
+int cancelled(const ServerProcess& s) {
+  const json st = slow_stats(s);
+  if (!st.contains("inference_stats")) return 0;
+  return st["inference_stats"]["fail"]["by_reason"].value("Cancelled", 0);
+}
+
+// An x float[1, rows, 512] of zeros as a JSON tensor.
+json slow_input(int rows) {
+  return {{{"name", "x"},
+           {"shape", {1, rows, 512}},
+           {"datatype", "FP32"},
+           {"data", std::vector<float>(static_cast<size_t>(rows) * 512, 0.f)}}};
+}
+
+// x float[N, M, 512] through `layers` MatMuls with one 512x512 weight of 1/512 (values keep
+// their scale, so no denormals): slow enough that a blocker outlasts what the test does meanwhile.
+std::string deep_model(int layers) {
+  auto m = models::detail::new_model();
+  auto* g = m.mutable_graph();
+  models::detail::add_value(g->mutable_input(), "x", {-1, -1, 512});
+  models::detail::add_value(g->mutable_output(), "y", {-1, -1, 512});
+  models::detail::add_initializer(g, "w", {512, 512}, std::vector<float>(512 * 512, 1.f / 512));
+  std::string prev = "x";
+  for (int i = 0; i < layers; ++i) {
+    const std::string out = i + 1 == layers ? "y" : "h" + std::to_string(i);
+    models::detail::add_node(g, "MatMul", {prev, "w"}, {out});
+    prev = out;
+  }
+  return m.SerializeAsString();
+}
+
+class SlowServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_file(repo_.path() / "slow" / "1" / "model.onnx", deep_model(48));
+    write_file(repo_.path() / "slow" / "config.toml", "instances = 1\n");
+    write_file(repo_.path() / "affine" / "1" / "model.onnx", models::affine_model(2.f, 1.f));
+    s_.emplace(repo_.path(), std::vector<std::string>{"--port", "0", "--threads", "1"});
+    ASSERT_GT(s_->port, 0) << s_->ready_line;
+    ASSERT_EQ(s_->call("POST", "/v2/repository/models/slow/load").status, 200);
+  }
+  // Starts a long request (a few seconds on one thread) and waits until it runs.
+  std::jthread blocker(int& status) {
+    std::jthread t([this, &status] { status = infer_slow(*s_, 8192); });
+    EXPECT_TRUE(
+        wait_for(*s_, [](const json& st) { return st.value("outstanding", 0) == 1 && st.value("queued", 1) == 0; }));
+    return t;
+  }
+  TempDir repo_;
+  std::optional<ServerProcess> s_;
+};
+
+TEST_F(SlowServer, ClosingTheConnectionCancelsAQueuedInfer) {
+  int blocker_status = 0;
+  auto running = blocker(blocker_status);
+  {
+    Connection c(static_cast<uint16_t>(s_->port));
+    post(c, *s_, "/v2/models/slow/infer", json({{"inputs", slow_input(1)}}).dump());
+    ASSERT_TRUE(wait_for(*s_, [](const json& st) { return st.value("queued", 0) == 1; }));
+  }  // closed while queued
+  EXPECT_TRUE(wait_for(*s_, [](const json& st) { return st.value("queued", 1) == 0; }));
+  EXPECT_TRUE(wait_for(*s_, [this](const json&) { return cancelled(*s_) == 1; })) << slow_stats(*s_).dump();
+  running.join();
+  EXPECT_EQ(blocker_status, 200);
+  EXPECT_EQ(s_->call("GET", "/v2/health/ready").status, 200);
+  const Reply m = s_->call("GET", "/metrics");
+  EXPECT_NE(m.body.find("deskml_request_failures_total{model=\"slow\",reason=\"Cancelled\"} 1"), std::string::npos)
+      << m.body;
+}
+
+TEST_F(SlowServer, ClosingAnInferStreamMidwayCancelsTheRest) {
+  constexpr int kItems = 40;
+  json items = json::array();
+  for (int i = 0; i < kItems; ++i) items.push_back({{"inputs", slow_input(64)}});
+  {
+    Connection c(static_cast<uint16_t>(s_->port));
+    post(c, *s_, "/v2/models/slow/infer_stream", json({{"items", items}}).dump());
+    ASSERT_EQ(c.read_reply().status, 200);
+    std::string first;
+    ASSERT_TRUE(c.read_chunk(first));
+    EXPECT_TRUE(json::parse(first).contains("outputs")) << first;
+  }  // closed after the first line
+  EXPECT_TRUE(wait_for(*s_, [](const json& st) { return st.value("outstanding", 1) == 0; }));
+  const json st = slow_stats(*s_);
+  EXPECT_GT(cancelled(*s_), 0) << st.dump();
+  EXPECT_LT(st["inference_stats"]["success"]["count"].get<int>(), kItems) << st.dump();
+  EXPECT_EQ(s_->call("GET", "/v2/health/ready").status, 200);
+}
+
+// ---- WebSocket ------------------------------------------------------------------------------
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using boost::asio::ip::tcp;
+
+struct WsClient {
+  boost::asio::io_context ioc;
+  websocket::stream<tcp::socket> ws{ioc};
+  websocket::response_type response;
+
+  // Connects and performs the handshake; the error (upgrade_declined with `response` when refused).
+  beast::error_code open(int port, const std::string& target, const std::string& protocol = "",
+                         const std::string& authorization = "") {
+    ws.next_layer().connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), static_cast<uint16_t>(port)));
+    ws.set_option(websocket::stream_base::decorator([=](websocket::request_type& req) {
+      if (!protocol.empty()) req.set(beast::http::field::sec_websocket_protocol, protocol);
+      if (!authorization.empty()) req.set(beast::http::field::authorization, authorization);
+    }));
+    beast::error_code ec;
+    ws.handshake(response, "127.0.0.1:" + std::to_string(port), target, ec);
+    return ec;
+  }
+  void send(const json& j) { ws.write(boost::asio::buffer(j.dump())); }
+  json receive() {
+    beast::flat_buffer b;
+    ws.read(b);
+    return json::parse(beast::buffers_to_string(b.data()));
+  }
+};
+
+TEST_F(SlowServer, WebSocketNeedsTheToken) {
+  const std::string target = "/v2/stream";
+  EXPECT_EQ(WsClient().open(s_->port, target), websocket::error::upgrade_declined);
+  WsClient wrong;
+  EXPECT_EQ(wrong.open(s_->port, target, "bearer.wrong"), websocket::error::upgrade_declined);
+  EXPECT_EQ(wrong.response.result_int(), 401);
+  EXPECT_EQ(WsClient().open(s_->port, target + "?token=wrong"), websocket::error::upgrade_declined);
+  WsClient evil;
+  evil.ws.set_option(websocket::stream_base::decorator(
+      [](websocket::request_type& req) { req.set(beast::http::field::origin, "https://evil.example"); }));
+  evil.ws.next_layer().connect(tcp::endpoint(boost::asio::ip::address_v4::loopback(), static_cast<uint16_t>(s_->port)));
+  beast::error_code ec;
+  evil.ws.handshake(evil.response, "127.0.0.1:" + std::to_string(s_->port), target + "?token=" + s_->token, ec);
+  EXPECT_EQ(evil.response.result_int(), 403);
+
+  EXPECT_FALSE(WsClient().open(s_->port, target + "?token=" + s_->token));
+  EXPECT_FALSE(WsClient().open(s_->port, target, "", s_->auth_header().substr(15)));
+  WsClient browser;
+  ASSERT_FALSE(browser.open(s_->port, target, "bearer." + s_->token));
+  EXPECT_EQ(browser.response[beast::http::field::sec_websocket_protocol], "bearer." + s_->token);
+  // Without the Upgrade header the endpoint says so.
+  EXPECT_EQ(s_->call("GET", "/v2/stream").status, 426);
+}
+
+TEST_F(SlowServer, WebSocketAnswersEachMessageAndCancels) {
+  WsClient c;
+  ASSERT_FALSE(c.open(s_->port, "/v2/stream", "bearer." + s_->token));
+  for (int i = 0; i < 3; ++i) {
+    json m = affine_item(static_cast<float>(i));
+    m["id"] = "r" + std::to_string(i);
+    m["model"] = "affine";
+    c.send(m);
+  }
+  c.send({{"id", "bad"}, {"model", "../etc"}, {"inputs", json::array()}});
+  std::map<std::string, json> answers;
+  for (int i = 0; i < 4; ++i) {
+    json a = c.receive();
+    answers[a["id"]] = a;
+  }
+  for (int i = 0; i < 3; ++i) {
+    const json& a = answers["r" + std::to_string(i)];
+    EXPECT_EQ(a["model_name"], "affine");
+    const std::vector<float> y = a["outputs"][0]["data"];
+    EXPECT_EQ(y, std::vector<float>(4, 2.f * static_cast<float>(i) + 1.f));
+  }
+  EXPECT_TRUE(answers["bad"].contains("error"));
+  c.ws.write(boost::asio::buffer(std::string("not json")));
+  EXPECT_TRUE(c.receive().contains("error"));
+
+  // A queued request is cancelled by its id.
+  int blocker_status = 0;
+  auto running = blocker(blocker_status);
+  c.send({{"id", "q"}, {"model", "slow"}, {"version", "1"}, {"inputs", slow_input(1)}});
+  ASSERT_TRUE(wait_for(*s_, [](const json& st) { return st.value("queued", 0) == 1; }));
+  c.send({{"type", "cancel"}, {"id", "q"}});
+  const json a = c.receive();
+  EXPECT_EQ(a["id"], "q");
+  EXPECT_NE(a.value("error", "").find("cancel"), std::string::npos) << a.dump();
+  EXPECT_EQ(cancelled(*s_), 1);
+  running.join();
+  EXPECT_EQ(blocker_status, 200);
+}
+
+TEST_F(SlowServer, ClosingAWebSocketCancelsWhatItHasInFlight) {
+  int blocker_status = 0;
+  auto running = blocker(blocker_status);
+  {
+    WsClient c;
+    ASSERT_FALSE(c.open(s_->port, "/v2/stream?token=" + s_->token));
+    for (int i = 0; i < 3; ++i) c.send({{"id", std::to_string(i)}, {"model", "slow"}, {"inputs", slow_input(1)}});
+    ASSERT_TRUE(wait_for(*s_, [](const json& st) { return st.value("queued", 0) == 3; })) << slow_stats(*s_).dump();
+    beast::error_code ec;
+    c.ws.next_layer().close(ec);  // no closing handshake: the client just goes
+  }
+  EXPECT_TRUE(wait_for(*s_, [this](const json&) { return cancelled(*s_) == 3; })) << slow_stats(*s_).dump();
+  running.join();
+  EXPECT_EQ(blocker_status, 200);
+  EXPECT_EQ(s_->call("GET", "/v2/health/ready").status, 200);
+}
+
+// ---- Unix socket and access logs -----------------------------------------------------------
+
+TEST(ServerUnixSocket, ServesLocallyWithMode0600AndLogsAccess) {
+  TempDir repo, dir;
+  write_file(repo.path() / "affine" / "1" / "model.onnx", models::affine_model(2.f, 1.f));
+  const std::string path = (dir.path() / "deskml.sock").string();
+  ServerProcess s(repo.path(), {"--port", "0", "--unix", path}, {{"DESKML_LOG_LEVEL", "info"}});
+  ASSERT_GT(s.port, 0) << s.ready_line;
+  EXPECT_EQ(s.ready["unix"], path);
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  Connection c(path);
+  ASSERT_TRUE(c.connected());
+  const Reply r = c.request("POST", "/v2/models/affine/infer", affine_item(1.f).dump(),
+                            {"Host: localhost", s.auth_header(), "X-Request-Id: unix-call-1"}, 0);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-request-id"), "unix-call-1");
+  EXPECT_EQ(c.request("GET", "/v2/health/ready", "", {"Host: evil.example"}, 0).status, 403);
+  EXPECT_EQ(s.call("GET", "/v2/health/live").status, 200);  // TCP as well
+
+  // A second server refuses to take over a live socket.
+  ServerProcess second(repo.path(), {"--port", "0", "--unix", path});
+  EXPECT_EQ(second.port, 0);
+  EXPECT_NE(second.wait_exit(), 0);
+
+  EXPECT_EQ(s.terminate(), 0) << s.log();
+  EXPECT_FALSE(fs::exists(path));
+  const std::string log = s.log();
+  bool found = false;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || j.value("event", "") != "http_access" || j.value("request_id", "") != "unix-call-1") continue;
+    found = true;
+    EXPECT_EQ(j["method"], "POST");
+    EXPECT_EQ(j["path"], "/v2/models/affine/infer");
+    EXPECT_EQ(j["status"], 200);
+    EXPECT_EQ(j["remote"], "unix");
+    EXPECT_GT(j["bytes_in"].get<int>(), 0);
+    EXPECT_GT(j["bytes_out"].get<int>(), 0);
+    EXPECT_TRUE(j["ms"].is_number());
+  }
+  EXPECT_TRUE(found) << log;
+}
+
+TEST(ServerUnixSocket, RefusesToReplaceAFileThatIsNotASocket) {
+  TempDir repo, dir;
+  const fs::path path = dir.path() / "not-a-socket";
+  write_file(path, "precious");
+  ServerProcess s(repo.path(), {"--port", "0", "--unix", path.string()});
+  EXPECT_EQ(s.port, 0);
+  EXPECT_NE(s.wait_exit(), 0);
+  std::ifstream in(path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "precious");
+  EXPECT_NE(s.log().find("not a socket"), std::string::npos) << s.log();
 }
 
 }  // namespace
