@@ -31,6 +31,10 @@ struct InferRequest {
 Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> json_size, int max_json_depth,
                                          const TensorLimits& limits);
 
+// The same from an already parsed JSON header and the binary bytes that follow it.
+Result<InferRequest> parse_infer_request(const nlohmann::json& header, std::string_view binary,
+                                         const TensorLimits& limits);
+
 struct EncodedResponse {
   std::string body;
   std::optional<size_t> json_size;  // set when binary outputs follow the JSON
@@ -38,6 +42,10 @@ struct EncodedResponse {
 
 // The outputs the request asked for (all when it named none), each as JSON or binary.
 // An output name the model does not produce is InvalidArgument.
+// The response's JSON header; binary outputs carry parameters.binary_data_size and their
+// bytes are appended to `binary` in output order.
+Result<nlohmann::json> infer_response_json(const serving::InferResponse& response, const InferRequest& request,
+                                           std::string& binary);
 Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request);
 
 }  // namespace deskml::server
