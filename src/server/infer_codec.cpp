@@ -86,7 +86,7 @@ Result<InferRequest> parse_infer_request(const json& j, std::string_view binary,
 }
 
 Result<json> infer_response_json(const serving::InferResponse& response, const InferRequest& request,
-                                  std::string& binary) {
+                                 std::string& binary) {
   std::vector<InferRequest::Output> wanted = request.outputs;
   if (wanted.empty()) {
     for (const auto& [name, t] : response.outputs) wanted.push_back({name, request.binary_outputs});

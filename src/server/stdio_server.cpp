@@ -334,9 +334,9 @@ void StdioServer::via_handler(const Call& call, Route route, std::string body) {
   handle(*state_, route, std::move(req), encoders_.get_executor(), [this, call](Response res) {
     json body = json::parse(res.body(), nullptr, false);
     if (res.result() == http::status::ok) return result(call, std::move(body));
-    const std::string message =
-        body.is_object() && body.contains("error") && body["error"].is_string() ? body["error"].get<std::string>()
-                                                                                : std::string(res.reason());
+    const std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
+                                    ? body["error"].get<std::string>()
+                                    : std::string(res.reason());
     // The handler answered with an HTTP status; name the runtime status it stands for.
     switch (res.result()) {
       case http::status::not_found:
@@ -396,28 +396,27 @@ void StdioServer::infer(const Call& call, const json& params) {
   options.cancel = std::make_shared<serving::CancelToken>();
   const uint64_t tracked = state_->track(options.cancel);
   serving::Tensors inputs = std::move(request->inputs);
-  state_->runtime.infer_async(
-      *model, std::move(inputs), std::move(options),
-      [this, call, request, tracked](Result<serving::InferResponse> result) {
-        state_->untrack(tracked);
-        asio::post(encoders_, [this, call, request, result = std::move(result)]() {
-          if (!result.ok()) return error(call, result.status());
-          std::string bytes;
-          auto encoded = infer_response_json(result.value(), *request, bytes);
-          if (!encoded.ok()) return error(call, encoded.status());
-          json out = std::move(encoded).value();
-          size_t offset = 0;
-          for (auto& o : out["outputs"]) {
-            const auto p = o.find("parameters");
-            if (p == o.end() || !p->contains("binary_data_size")) continue;
-            const size_t n = (*p)["binary_data_size"].get<size_t>();
-            o["data_base64"] = base64_encode(std::string_view(bytes).substr(offset, n));
-            offset += n;
-            o.erase("parameters");
-          }
-          this->result(call, std::move(out));
-        });
-      });
+  state_->runtime.infer_async(*model, std::move(inputs), std::move(options),
+                              [this, call, request, tracked](Result<serving::InferResponse> result) {
+                                state_->untrack(tracked);
+                                asio::post(encoders_, [this, call, request, result = std::move(result)]() {
+                                  if (!result.ok()) return error(call, result.status());
+                                  std::string bytes;
+                                  auto encoded = infer_response_json(result.value(), *request, bytes);
+                                  if (!encoded.ok()) return error(call, encoded.status());
+                                  json out = std::move(encoded).value();
+                                  size_t offset = 0;
+                                  for (auto& o : out["outputs"]) {
+                                    const auto p = o.find("parameters");
+                                    if (p == o.end() || !p->contains("binary_data_size")) continue;
+                                    const size_t n = (*p)["binary_data_size"].get<size_t>();
+                                    o["data_base64"] = base64_encode(std::string_view(bytes).substr(offset, n));
+                                    offset += n;
+                                    o.erase("parameters");
+                                  }
+                                  this->result(call, std::move(out));
+                                });
+                              });
 }
 
 void StdioServer::drain() {

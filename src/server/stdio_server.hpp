@@ -24,11 +24,11 @@ constexpr int kInvalidRequest = -32600;
 constexpr int kMethodNotFound = -32601;
 constexpr int kInvalidParams = -32602;
 constexpr int kInternalError = -32603;
-constexpr int kServerError = -32000;        // InvalidModel, IoError, Internal
-constexpr int kNotFound = -32001;           // no such model or version
-constexpr int kUnavailable = -32002;        // queue full (ResourceExhausted), not ready, shutting down
-constexpr int kDeadlineExceeded = -32003;   // parameters.timeout passed
-constexpr int kCancelled = -32004;          // cancelled at shutdown
+constexpr int kServerError = -32000;       // InvalidModel, IoError, Internal
+constexpr int kNotFound = -32001;          // no such model or version
+constexpr int kUnavailable = -32002;       // queue full (ResourceExhausted), not ready, shutting down
+constexpr int kDeadlineExceeded = -32003;  // parameters.timeout passed
+constexpr int kCancelled = -32004;         // cancelled at shutdown
 }  // namespace rpc
 
 // The JSON-RPC code a runtime failure is reported with. InvalidArgument, OutOfRange and
