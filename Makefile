@@ -11,7 +11,7 @@ FUZZ_SECONDS ?= 1800
 all: build
 
 help:
-	@echo "make run     build and run the bundled example model"
+	@echo "make run     build and serve the bundled example model repository (examples/models) over HTTP"
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
 	@echo "make bench   time deskml on the reference models"
@@ -41,7 +41,7 @@ test: build models pretrained
 
 run: build
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
-	@scripts/run_example $(MODELS)/mlp
+	@scripts/run_example $(MODELS)
 
 bench: build models
 	@bench/run_reference_bench $(MODELS)
