@@ -6,7 +6,7 @@ MODELS := build/models
 PRETRAINED := build/pretrained
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench models pretrained asan tsan fuzz format clean help
+.PHONY: all setup build test run bench bench-http models pretrained asan tsan fuzz fuzz-http format clean help
 
 all: build
 
@@ -19,6 +19,8 @@ help:
 	@echo "make asan    build and test with AddressSanitizer + UBSan"
 	@echo "make tsan    build with ThreadSanitizer and run the serving runtime's tests (races included)"
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
+	@echo "make fuzz-http  fuzz the HTTP request parser, router and handlers for FUZZ_SECONDS"
+	@echo "make bench-http  load test deskml serve against a Python (aiohttp + PyTorch) reference server"
 
 setup:
 	@scripts/setup
@@ -46,6 +48,11 @@ run: build
 bench: build models
 	@bench/run_reference_bench $(MODELS)
 
+# deskml serve vs a Python aiohttp + PyTorch server under wrk; writes bench/results/<date>-http-<cpu>.md.
+bench-http: build
+	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
+	@bench/http/run_load_test
+
 asan: setup
 	@[ -f build-asan/build.ninja ] || cmake --preset asan-ubsan >/dev/null
 	@cmake --build build-asan -j $(JOBS)
@@ -65,6 +72,12 @@ fuzz:
 	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target fuzz_model_loader
 	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_model_loader $(FUZZ_SECONDS)
+
+fuzz-http:
+	@scripts/setup --fuzz
+	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_http
+	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_http $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
