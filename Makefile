@@ -6,12 +6,12 @@ MODELS := build/models
 PRETRAINED := build/pretrained
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench bench-runtime models pretrained asan tsan fuzz format clean help
+.PHONY: all setup build test run bench bench-runtime bench-http models pretrained asan tsan fuzz fuzz-http format clean help
 
 all: build
 
 help:
-	@echo "make run     build and run the bundled example model"
+	@echo "make run     build and serve the bundled example model repository (examples/models) over HTTP"
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
 	@echo "make bench   time deskml on the reference models"
@@ -20,6 +20,8 @@ help:
 	@echo "make asan    build and test with AddressSanitizer + UBSan"
 	@echo "make tsan    build with ThreadSanitizer and run the serving runtime's tests (races included)"
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
+	@echo "make fuzz-http  fuzz the HTTP request parser, router and handlers for FUZZ_SECONDS"
+	@echo "make bench-http  load test deskml serve against a Python (aiohttp + PyTorch) reference server"
 
 setup:
 	@scripts/setup
@@ -42,13 +44,18 @@ test: build models pretrained
 
 run: build
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
-	@scripts/run_example $(MODELS)/mlp
+	@scripts/run_example $(MODELS)
 
 bench: build models
 	@bench/run_reference_bench $(MODELS)
 
 bench-runtime: build models
 	@bench/run_runtime_bench $(MODELS)
+
+# deskml serve vs a Python aiohttp + PyTorch server under wrk; writes bench/results/<date>-http-<cpu>.md.
+bench-http: build
+	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
+	@bench/http/run_load_test
 
 asan: setup
 	@[ -f build-asan/build.ninja ] || cmake --preset asan-ubsan >/dev/null
@@ -69,6 +76,12 @@ fuzz:
 	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target fuzz_model_loader
 	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_model_loader $(FUZZ_SECONDS)
+
+fuzz-http:
+	@scripts/setup --fuzz
+	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_http
+	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_http $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "server/security.hpp"
 #include "server/server.hpp"
+#include "server/stdio_server.hpp"
 #include "serving/runtime.hpp"
 
 extern int g_exit_code;
@@ -22,6 +23,7 @@ struct ServeOptions {
   server::ServerOptions server;
   size_t max_body_mb = 64;
   int threads = 0;
+  bool stdio = false;
 };
 
 Status serve(ServeOptions opts) {
@@ -34,6 +36,7 @@ Status serve(ServeOptions opts) {
   ro.repository = opts.models;
   ro.threads = opts.threads;
   DESKML_ASSIGN_OR_RETURN(auto runtime, serving::Runtime::create(ro));
+  if (opts.stdio) return server::serve_stdio(*runtime, opts.server);
 
   std::filesystem::path token_file;
   const bool generated = opts.server.token.empty();
@@ -96,6 +99,9 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--threads", opts->threads, "Inference thread budget shared by all models (default: physical cores)")
       ->check(CLI::Range(0, 1024));
+  cmd->add_flag("--stdio", opts->stdio,
+                "Sidecar mode: JSON-RPC 2.0 on stdin/stdout, one message per line, instead of HTTP; no token; "
+                "exits when stdin closes (docs/SERVER.md)");
   cmd->callback([opts] {
     Status st = serve(*opts);
     if (!st.ok()) {

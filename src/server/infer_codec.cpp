@@ -105,13 +105,13 @@ Result<json> infer_outputs_json(const serving::InferResponse& response, const In
   return outputs;
 }
 
-Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request) {
+Result<json> infer_response_json(const serving::InferResponse& response, const InferRequest& request,
+                                 std::string& binary) {
   std::vector<InferRequest::Output> wanted = request.outputs;
   if (wanted.empty()) {
     for (const auto& [name, t] : response.outputs) wanted.push_back({name, request.binary_outputs});
   }
   json outputs = json::array();
-  std::string binary;
   for (const auto& w : wanted) {
     const Tensor* t = serving::find_tensor(response.outputs, w.name);
     if (!t) return invalid_argument("model '" + response.model + "' has no output '" + w.name + "'");
@@ -126,9 +126,17 @@ Result<EncodedResponse> encode_infer_response(const serving::InferResponse& resp
   }
   json j = {{"model_name", response.model}, {"model_version", std::to_string(response.version)}, {"outputs", outputs}};
   if (!request.id.empty()) j["id"] = request.id;
+  return j;
+}
+
+Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request) {
+  std::string binary;
+  DESKML_ASSIGN_OR_RETURN(const json j, infer_response_json(response, request, binary));
   EncodedResponse out;
   out.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (!binary.empty() || std::any_of(wanted.begin(), wanted.end(), [](const auto& w) { return w.binary; })) {
+  const bool any_binary = std::any_of(j.at("outputs").begin(), j.at("outputs").end(),
+                                      [](const json& o) { return o.contains("parameters"); });
+  if (!binary.empty() || any_binary) {
     out.json_size = out.body.size();
     out.body += binary;
   }

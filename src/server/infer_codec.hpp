@@ -43,6 +43,10 @@ struct EncodedResponse {
 
 // The outputs the request asked for (all when it named none), each as JSON or binary.
 // An output name the model does not produce is InvalidArgument.
+// The response's JSON header; binary outputs carry parameters.binary_data_size and their
+// bytes are appended to `binary` in output order.
+Result<nlohmann::json> infer_response_json(const serving::InferResponse& response, const InferRequest& request,
+                                           std::string& binary);
 Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request);
 // The `outputs` array alone, every tensor as JSON `data` (binary flags are ignored): for
 // the streaming endpoints, whose messages are JSON only.

@@ -160,7 +160,8 @@ Result<Tensors> LoadedModel::prepare(Tensors inputs, int64_t& rows) const {
       DESKML_RETURN_IF_ERROR(check_input(name_, declared[i], inputs[i].second));
     result = std::move(inputs);
   } else {
-    for (const auto& [name, t] : inputs) {
+    for (const auto& [input_name, t] : inputs) {
+      const std::string& name = input_name;  // clang 14 cannot capture a structured binding
       auto it = std::find_if(declared.begin(), declared.end(), [&](const auto& vi) { return vi.name == name; });
       if (it == declared.end()) return invalid_argument("model '" + name_ + "' has no input named '" + name + "'");
       size_t seen = 0;

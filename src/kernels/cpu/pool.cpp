@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
@@ -293,7 +294,8 @@ void global_pool(PoolKind kind, double p, const T* x, T* y, int64_t planes, int6
       } else {
         C sum = 0;
         for (int64_t j = 0; j < plane; ++j) {
-          const C v = std::abs(static_cast<C>(xp[j]));
+          C v = static_cast<C>(xp[j]);
+          if constexpr (std::is_signed_v<C>) v = std::abs(v);  // clang: abs of an unsigned type is an error
           sum += pc == C(2) ? v * v : std::pow(v, pc);
         }
         y[i] = static_cast<T>(std::pow(sum, static_cast<C>(1.0 / p)));
