@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <csignal>
+#include <cstring>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -25,21 +26,14 @@ using generic = asio::generic::stream_protocol;
 
 namespace {
 
-// The same connection as a protocol-independent socket, for HttpSession; nullopt when
-// the socket cannot be handed over (it never throws: the accept loop must go on).
-template <typename Socket>
-std::optional<generic::socket> to_generic(Socket& socket, int family, int protocol) {
-  if (!socket.is_open()) return std::nullopt;
-  boost::system::error_code ec;
-  const auto fd = socket.release(ec);
-  if (ec) return std::nullopt;
-  generic::socket out(socket.get_executor());
-  out.assign(generic(family, protocol), fd, ec);
-  if (ec) {
-    ::close(fd);
-    return std::nullopt;
-  }
-  return out;
+// "ip:port" of a TCP peer held in a generic endpoint.
+std::string describe_peer(const generic::endpoint& peer) {
+  if (peer.protocol().family() != AF_INET && peer.protocol().family() != AF_INET6) return "?";
+  tcp::endpoint ep;
+  if (peer.size() > ep.capacity()) return "?";
+  std::memcpy(ep.data(), peer.data(), peer.size());
+  ep.resize(peer.size());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
 }  // namespace
@@ -48,8 +42,8 @@ Server::Server(serving::Runtime& runtime, ServerOptions options)
     : runtime_(runtime),
       options_(std::move(options)),
       ioc_(options_.io_threads),
-      acceptor_(ioc_),
-      unix_acceptor_(ioc_) {}
+      acceptor_(asio::make_strand(ioc_)),
+      unix_acceptor_(asio::make_strand(ioc_)) {}
 
 Server::~Server() {
   if (state_) state_->blocking.join();
@@ -61,15 +55,23 @@ Status Server::listen() {
   const auto address = asio::ip::make_address(options_.host, ec);
   if (ec) return invalid_argument("--host '" + options_.host + "' is not an IP address");
   const tcp::endpoint endpoint(address, options_.port);
-  acceptor_.open(endpoint.protocol(), ec);
+  const generic::endpoint where(endpoint);
+  acceptor_.open(where.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.bind(where, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return Status(StatusCode::kUnavailable,
                   "cannot listen on " + options_.host + ":" + std::to_string(options_.port) + ": " + ec.message());
   }
-  port_ = acceptor_.local_endpoint().port();
+  {
+    tcp::endpoint bound;
+    const generic::endpoint local_ep = acceptor_.local_endpoint(ec);
+    if (ec || local_ep.size() > bound.capacity()) return Status(StatusCode::kUnavailable, "cannot read the bound port");
+    std::memcpy(bound.data(), local_ep.data(), local_ep.size());
+    bound.resize(local_ep.size());
+    port_ = bound.port();
+  }
   if (!options_.unix_path.empty()) DESKML_RETURN_IF_ERROR(listen_unix());
   state_ = std::make_shared<ServerState>(runtime_, options_, port_);
   return Status::Ok();
@@ -91,8 +93,9 @@ Status Server::listen_unix() {
     ::unlink(path.c_str());
   }
   boost::system::error_code ec;
-  unix_acceptor_.open(local(), ec);
-  if (!ec) unix_acceptor_.bind(local::endpoint(path), ec);
+  const generic::endpoint where{local::endpoint(path)};
+  unix_acceptor_.open(where.protocol(), ec);
+  if (!ec) unix_acceptor_.bind(where, ec);
   if (ec) return fail(ec.message());
   unix_bound_ = true;
   // Nobody can connect before listen(), so the looser mode bind() gave is never used.
@@ -103,29 +106,24 @@ Status Server::listen_unix() {
 }
 
 void Server::accept() {
-  acceptor_.async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec, tcp::socket socket) {
+  acceptor_.async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec, generic::socket socket) {
     if (ec) {
       if (!acceptor_.is_open()) return;  // closed by the shutdown
     } else {
       boost::system::error_code e;
       const auto peer = socket.remote_endpoint(e);
-      std::string remote = e ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port());
-      const auto protocol = socket.local_endpoint(e).protocol();
-      if (auto g = to_generic(socket, protocol.family(), protocol.protocol())) {
-        std::make_shared<HttpSession>(std::move(*g), state_, std::move(remote))->start();
-      }
+      std::make_shared<HttpSession>(std::move(socket), state_, e ? std::string("?") : describe_peer(peer))->start();
     }
     accept();
   });
 }
 
 void Server::accept_unix() {
-  unix_acceptor_.async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec, local::socket socket) {
+  unix_acceptor_.async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec, generic::socket socket) {
     if (ec) {
       if (!unix_acceptor_.is_open()) return;
     } else {
-      if (auto g = to_generic(socket, AF_UNIX, 0))
-        std::make_shared<HttpSession>(std::move(*g), state_, "unix")->start();
+      std::make_shared<HttpSession>(std::move(socket), state_, "unix")->start();
     }
     accept_unix();
   });
@@ -163,9 +161,15 @@ void Server::stop() {
 
 void Server::begin_shutdown() {
   if (state_->stopping.exchange(true)) return;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-  unix_acceptor_.close(ec);
+  // On the acceptors' strands, where their accept handlers run.
+  asio::post(acceptor_.get_executor(), [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
+  asio::post(unix_acceptor_.get_executor(), [this] {
+    boost::system::error_code ec;
+    unix_acceptor_.close(ec);
+  });
   drain_step(std::chrono::steady_clock::now() + options_.drain_timeout, false);
 }
 

@@ -2,6 +2,7 @@
 // and an orderly shutdown (stop accepting, drain, cancel what is left).
 #pragma once
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -45,8 +46,11 @@ class Server {
   serving::Runtime& runtime_;
   ServerOptions options_;
   boost::asio::io_context ioc_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::local::stream_protocol::acceptor unix_acceptor_;
+  // Both listen through the protocol-independent type, so accepted connections are
+  // already what HttpSession takes (no handing a descriptor from one socket type to
+  // another). Each runs on its own strand: accepting and closing never overlap.
+  boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> acceptor_;
+  boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> unix_acceptor_;
   bool unix_bound_ = false;  // we created options_.unix_path: removed by the destructor
   std::shared_ptr<ServerState> state_;
   uint16_t port_ = 0;
