@@ -1,5 +1,7 @@
 #include "server/stdio_server.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <array>
@@ -436,15 +438,51 @@ void StdioServer::drain() {
 
 }  // namespace
 
+namespace {
+
+// SIGTERM and SIGINT end the input like EOF does: the handler writes a byte to a
+// pipe that the read loop polls beside stdin (the signal may land on any thread).
+int g_stop_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int) {
+  const char byte = 1;
+  [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &byte, 1);
+}
+
+// Waits until `in_fd` is readable or a stop signal arrived; false for a signal.
+bool wait_for_input(int in_fd) {
+  for (;;) {
+    pollfd fds[2] = {{in_fd, POLLIN, 0}, {g_stop_pipe[0], POLLIN, 0}};
+    const int n = ::poll(fds, g_stop_pipe[0] >= 0 ? 2 : 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return true;  // let read() report the problem
+    if (g_stop_pipe[0] >= 0 && (fds[1].revents & POLLIN)) return false;
+    if (fds[0].revents) return true;
+  }
+}
+
+}  // namespace
+
 Status serve_stdio(serving::Runtime& runtime, const ServerOptions& options, int in_fd, int out_fd) {
   // A parent that died leaves a broken pipe: writes fail with EPIPE instead of killing us.
   std::signal(SIGPIPE, SIG_IGN);
+  if (g_stop_pipe[0] < 0 && ::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGINT, &sa, nullptr);
+  }
   StdioServer server(runtime, options, out_fd);
   const size_t max_line = options.max_body_bytes;
   std::string line;
   bool overlong = false;  // discarding the rest of a line that is too long
   std::array<char, 65536> buf;
   for (;;) {
+    if (!wait_for_input(in_fd)) {
+      serving::log::event(spdlog::level::info, "stdio_stopping", {{"reason", "signal"}});
+      break;
+    }
     const ssize_t n = ::read(in_fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {

@@ -140,6 +140,7 @@ class StdioProcess {
     }
     return -1;
   }
+  void signal(int sig) { ::kill(pid_, sig); }
   bool gone() const { return exited_ && ::kill(pid_, 0) != 0 && errno == ESRCH; }
   std::string log() const {
     std::ifstream in(log_);
@@ -331,6 +332,24 @@ TEST_F(StdioTest, EndOfInputAnswersOrCancelsWorkInFlight) {
       EXPECT_EQ(a["result"]["outputs"][0]["shape"], json({1, 512, 512}));
     }
   }
+  EXPECT_EQ(p.wait_exit(), 0) << p.log();
+  EXPECT_TRUE(p.gone());
+}
+
+TEST_F(StdioTest, SigtermDrainsWorkInFlightAndExitsZero) {
+  write_file(repo_.path() / "slow" / "1" / "model.onnx", models::slow_model());
+  StdioProcess p(repo_.path(), {"--threads", "1"});
+  const json input = {
+      {"name", "x"}, {"datatype", "FP32"}, {"shape", {1, 512, 512}}, {"data", std::vector<float>(512 * 512, 0.01f)}};
+  constexpr int kRequests = 4;
+  for (int i = 0; i < kRequests; ++i) p.send(request(i, "infer", {{"model", "slow"}, {"inputs", {input}}}));
+  p.send(request("ping", "health"));
+  std::vector<json> answers;
+  for (json a = p.read_json(); a["id"] != "ping"; a = p.read_json()) answers.push_back(a);  // all lines read
+  p.signal(SIGTERM);
+  for (auto& a : p.read_all()) answers.push_back(a);
+  ASSERT_EQ(answers.size(), static_cast<size_t>(kRequests));
+  for (const auto& a : answers) EXPECT_TRUE(a.contains("result")) << a.dump();
   EXPECT_EQ(p.wait_exit(), 0) << p.log();
   EXPECT_TRUE(p.gone());
 }
