@@ -93,6 +93,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--allow-origin", opts->server.allowed_origins,
                   "An extra allowed browser Origin, e.g. https://app.example (repeatable). Always allowed: "
                   "tauri://localhost, http(s)://tauri.localhost, http://localhost and http://127.0.0.1 on any port");
+  cmd->add_flag("--open-inference", opts->server.open_inference,
+                "Let inference, metadata, readiness and streaming through without the bearer token (Host and "
+                "Origin are still checked); repository load/unload/index, statistics and /metrics always need it");
   cmd->add_flag("--allow-null-origin", opts->server.allow_null_origin,
                 "Accept requests with 'Origin: null' (sandboxed iframes, file:// pages); refused by default");
   cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (default 64); larger: 413")

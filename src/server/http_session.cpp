@@ -136,7 +136,8 @@ std::optional<Response> HttpSession::screen(const Request& req) {
   }
   if (req.method() == http::verb::options) return std::nullopt;  // a CORS preflight needs no token
   auto r = route(req.target());
-  const bool is_public = r.ok() && r->public_endpoint;
+  const bool is_public =
+      r.ok() && (r->public_endpoint || (state_->options.open_inference && !is_management(r->endpoint)));
   bool authorized = is_public || policy.authorized(req[http::field::authorization]);
   if (r.ok() && r->endpoint == Endpoint::kStream) {
     // Browsers cannot set headers on a WebSocket: the token may come as the subprotocol

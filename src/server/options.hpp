@@ -15,9 +15,12 @@ struct ServerOptions {
   uint16_t port = 0;                         // 0: the OS picks one (reported in the ready line)
   std::string token;                         // the bearer token every endpoint but /v2/health/* requires
   std::vector<std::string> allowed_origins;  // --allow-origin, on top of the built-in webview origins
-  bool allow_null_origin = false;            // accept `Origin: null` (sandboxed frames, file:// pages)
-  std::string unix_path;                     // --unix: also listen on this Unix domain socket (mode 0600)
-  int io_threads = 2;                        // threads running the sockets; inference runs on the runtime's
+  // Inference, metadata and streaming without a token (the token is still required for
+  // the repository, statistics and metrics). Host and Origin checks still apply.
+  bool open_inference = false;
+  bool allow_null_origin = false;  // accept `Origin: null` (sandboxed frames, file:// pages)
+  std::string unix_path;           // --unix: also listen on this Unix domain socket (mode 0600)
+  int io_threads = 2;              // threads running the sockets; inference runs on the runtime's
 
   // Bounds on what a client may send.
   size_t max_body_bytes = size_t{64} << 20;

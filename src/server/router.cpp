@@ -111,4 +111,17 @@ Result<Route> route(std::string_view target) {
   return not_found("no such endpoint");
 }
 
+bool is_management(Endpoint e) {
+  switch (e) {
+    case Endpoint::kRepositoryIndex:
+    case Endpoint::kRepositoryLoad:
+    case Endpoint::kRepositoryUnload:
+    case Endpoint::kModelStats:
+    case Endpoint::kMetrics:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace deskml::server

@@ -36,6 +36,10 @@ struct Route {
   bool public_endpoint = false;    // /v2/health/*: no token needed
 };
 
+// Repository load/unload/index, statistics and metrics: these always need the token,
+// even when --open-inference lets inference and metadata through without one.
+bool is_management(Endpoint e);
+
 // NotFound for an unknown path, InvalidArgument for a bad model name or version.
 Result<Route> route(std::string_view target);
 

@@ -682,6 +682,26 @@ bool wait_for(const ServerProcess& s, Pred pred) {
   return false;
 }
 
+TEST(ServerOpenInference, InferenceWithoutTokenButManagementStillNeedsIt) {
+  TempDir repo;
+  write_file(repo.path() / "affine" / "1" / "model.onnx", models::affine_model(2.0f, 1.0f));
+  ServerProcess s(repo.path(), {"--port", "0", "--threads", "1", "--open-inference"});
+  const json body = {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {1, 2, 3, 4}}}}}};
+  Reply r = s.call("POST", "/v2/models/affine/infer", body.dump(), {}, false);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FLOAT_EQ(r.body_json()["outputs"][0]["data"][0].get<float>(), 3.f);
+  EXPECT_EQ(s.call("GET", "/v2/models/affine", "", {}, false).status, 200);
+  EXPECT_EQ(s.call("POST", "/v2/repository/index", "", {}, false).status, 401);
+  EXPECT_EQ(s.call("POST", "/v2/repository/models/affine/unload", "", {}, false).status, 401);
+  EXPECT_EQ(s.call("POST", "/v2/repository/models/affine/load", "", {}, false).status, 401);
+  EXPECT_EQ(s.call("GET", "/v2/models/affine/stats", "", {}, false).status, 401);
+  EXPECT_EQ(s.call("GET", "/metrics", "", {}, false).status, 401);
+  // Host and Origin are still checked.
+  EXPECT_EQ(s.call("POST", "/v2/models/affine/infer", body.dump(), {"Origin: https://evil.example"}, false).status,
+            403);
+  EXPECT_EQ(s.call("POST", "/v2/repository/index").status, 200);
+}
+
 TEST(ServerOverload, FullQueueAnswers503WithRetryAfterForExactlyTheExcess) {
   TempDir repo;
   write_file(repo.path() / "slow" / "1" / "model.onnx", models::slow_model());
