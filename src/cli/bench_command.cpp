@@ -132,21 +132,8 @@ Status bench(const BenchOptions& opts) {
   so.threads = opts.threads;
   const auto load_start = Clock::now();
   DESKML_ASSIGN_OR_RETURN(auto session, runtime::Session::load(opts.model, so));
-  std::vector<std::pair<std::string, Tensor>> feeds;
-  for (const auto& spec : opts.inputs) {
-    const size_t eq = spec.find('=');
-    if (eq == std::string::npos) return invalid_argument("--input expects NAME=FILE.npy");
-    DESKML_ASSIGN_OR_RETURN(Tensor t, read_npy(spec.substr(eq + 1)));
-    feeds.emplace_back(spec.substr(0, eq), std::move(t));
-  }
-  std::mt19937 rng(42);
+  DESKML_ASSIGN_OR_RETURN(auto feeds, bench_feeds(*session, opts));
   const auto& g = session->model().graph;
-  for (const auto& vi : session->inputs()) {
-    if (g.initializers.count(vi.name)) continue;
-    if (std::any_of(feeds.begin(), feeds.end(), [&](const auto& f) { return f.first == vi.name; })) continue;
-    DESKML_ASSIGN_OR_RETURN(Tensor t, synthesize(vi, opts.batch, rng));
-    feeds.emplace_back(vi.name, std::move(t));
-  }
   // Load time is file to first result: what a user waits for before the first prediction.
   DESKML_ASSIGN_OR_RETURN(auto first, session->run(feeds));
   const double load_ms = ms_since(load_start);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "core/npy.hpp"
+
 namespace deskml::cli {
 
 double peak_rss_mb() {
@@ -48,6 +50,26 @@ Result<Tensor> synthesize(const graph::ValueInfo& info, int64_t batch, std::mt19
     t = Tensor::zeros(dt, shape);
   }
   return t;
+}
+
+Result<std::vector<std::pair<std::string, Tensor>>> bench_feeds(const runtime::Session& session,
+                                                                const BenchOptions& opts) {
+  std::vector<std::pair<std::string, Tensor>> feeds;
+  for (const auto& spec : opts.inputs) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos) return invalid_argument("--input expects NAME=FILE.npy");
+    DESKML_ASSIGN_OR_RETURN(Tensor t, read_npy(spec.substr(eq + 1)));
+    feeds.emplace_back(spec.substr(0, eq), std::move(t));
+  }
+  std::mt19937 rng(42);
+  const auto& g = session.model().graph;
+  for (const auto& vi : session.inputs()) {
+    if (g.initializers.count(vi.name)) continue;
+    if (std::any_of(feeds.begin(), feeds.end(), [&](const auto& f) { return f.first == vi.name; })) continue;
+    DESKML_ASSIGN_OR_RETURN(Tensor t, synthesize(vi, opts.batch, rng));
+    feeds.emplace_back(vi.name, std::move(t));
+  }
+  return feeds;
 }
 
 }  // namespace deskml::cli

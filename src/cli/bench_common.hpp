@@ -10,6 +10,7 @@
 #include "core/status.hpp"
 #include "core/tensor.hpp"
 #include "graph/graph.hpp"
+#include "runtime/session.hpp"
 
 namespace deskml::cli {
 
@@ -41,6 +42,11 @@ double peak_rss_mb();
 // Synthesises an input from its declared type: the first symbolic dim is the
 // batch, other symbolic dims default to 1 (or 128 for a second, "sequence"-like dim).
 Result<Tensor> synthesize(const graph::ValueInfo& info, int64_t batch, std::mt19937& rng);
+// The inputs for timing `session`: the --input files, and synthesised tensors for
+// every other input (initializer-backed inputs are left to their defaults).
+Result<std::vector<std::pair<std::string, Tensor>>> bench_feeds(const runtime::Session& session,
+                                                                const BenchOptions& opts);
+
 // The value of percentile p (0..1) of sorted samples.
 double percentile(const std::vector<double>& sorted, double p);
 

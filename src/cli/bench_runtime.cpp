@@ -36,20 +36,7 @@ Status bench_runtime(const BenchOptions& opts) {
   runtime::SessionOptions so;
   so.threads = opts.threads;
   DESKML_ASSIGN_OR_RETURN(auto session, runtime::Session::load(opts.model, so));
-  serving::Tensors feeds;
-  for (const auto& spec : opts.inputs) {
-    const size_t eq = spec.find('=');
-    if (eq == std::string::npos) return invalid_argument("--input expects NAME=FILE.npy");
-    DESKML_ASSIGN_OR_RETURN(Tensor t, read_npy(spec.substr(eq + 1)));
-    feeds.emplace_back(spec.substr(0, eq), std::move(t));
-  }
-  std::mt19937 rng(42);
-  const auto& g = session->model().graph;
-  for (const auto& vi : session->inputs()) {
-    if (g.initializers.count(vi.name) || serving::find_tensor(feeds, vi.name)) continue;
-    DESKML_ASSIGN_OR_RETURN(Tensor t, synthesize(vi, opts.batch, rng));
-    feeds.emplace_back(vi.name, std::move(t));
-  }
+  DESKML_ASSIGN_OR_RETURN(auto feeds, bench_feeds(*session, opts));
   const bool can_batch = batchable(*session);
   const int64_t baseline_runs = std::clamp<int64_t>(opts.requests, 20, 2000);
   std::vector<double> bare;

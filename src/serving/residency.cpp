@@ -28,6 +28,16 @@ void destroy_model(std::shared_ptr<LoadedModel> model) {
   ::malloc_trim(0);
 }
 
+// A version slot's part of a ModelStatus row.
+void describe_version(const VersionSlot& vs, ModelStatus& row) {
+  row.state = vs.state;
+  row.reason = vs.reason;
+  row.resident_bytes = vs.model ? vs.model->resident_bytes() : 0;
+  row.load_ms = vs.model ? vs.model->load_ms() : 0;
+  row.outstanding = vs.outstanding;
+  row.queued = vs.model ? vs.model->queued() : 0;
+}
+
 }  // namespace
 
 void Runtime::State::start_load(const std::string& name, int64_t version) {
@@ -400,12 +410,7 @@ std::vector<ModelStatus> Runtime::models() {
         if (vs.state == ModelState::kUnavailable && vs.reason == "not loaded") continue;
         ModelStatus row = *st;
         row.version = v;
-        row.state = vs.state;
-        row.reason = vs.reason;
-        row.resident_bytes = vs.model ? vs.model->resident_bytes() : 0;
-        row.load_ms = vs.model ? vs.model->load_ms() : 0;
-        row.outstanding = vs.outstanding;
-        row.queued = vs.model ? vs.model->queued() : 0;
+        describe_version(vs, row);
         out.push_back(std::move(row));
         any = true;
       }
@@ -439,13 +444,7 @@ Result<ModelStatus> Runtime::model_status(const std::string& name, std::optional
     row.reason = "not loaded";
     return row;
   }
-  const VersionSlot& vs = it->second;
-  row.state = vs.state;
-  row.reason = vs.reason;
-  row.resident_bytes = vs.model ? vs.model->resident_bytes() : 0;
-  row.load_ms = vs.model ? vs.model->load_ms() : 0;
-  row.outstanding = vs.outstanding;
-  row.queued = vs.model ? vs.model->queued() : 0;
+  describe_version(it->second, row);
   return row;
 }
 
