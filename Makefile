@@ -54,6 +54,7 @@ bench-runtime: build models
 
 # deskml serve vs a Python aiohttp + PyTorch server under wrk; writes bench/results/<date>-http-<cpu>.md.
 bench-http: build
+	@scripts/setup --bench-http
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
 	@bench/http/run_load_test
 
