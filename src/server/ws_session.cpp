@@ -1,6 +1,7 @@
 #include "server/ws_session.hpp"
 
 #include <boost/asio/dispatch.hpp>
+#include <cmath>
 
 #include "server/streaming.hpp"
 #include "serving/log.hpp"
@@ -88,22 +89,42 @@ void WsSession::on_message(std::string_view text) {
   if (!request.ok()) return fail(request.status().message());
 
   const uint64_t seq = next_seq_++;
-  Pending p{id, std::make_shared<serving::CancelToken>(), 0};
+  Pending p{id,
+            std::make_shared<serving::CancelToken>(),
+            0,
+            model->get<std::string>(),
+            serving::log::new_request_id(),
+            std::chrono::steady_clock::now()};
   p.tracked = state_->track(p.cancel);
   auto cancel = p.cancel;
+  const std::string request_id = p.request_id;
   pending_.emplace(seq, std::move(p));
   state_->in_flight.fetch_add(1);
   submit_item(*state_, ws_.get_executor(), model->get<std::string>(), version,
-              std::make_shared<InferRequest>(std::move(request).value()), std::move(cancel),
-              serving::log::new_request_id(), [self = shared_from_this(), seq](bool, json fields) {
+              std::make_shared<InferRequest>(std::move(request).value()), std::move(cancel), request_id,
+              [self = shared_from_this(), seq](bool, json fields) {
                 const auto it = self->pending_.find(seq);
                 if (it == self->pending_.end()) return;
                 fields["id"] = it->second.id;
+                self->log_message(it->second, fields);
                 self->state_->untrack(it->second.tracked);
                 self->pending_.erase(it);
                 self->state_->in_flight.fetch_sub(1);
                 self->answer(std::move(fields));
               });
+}
+
+void WsSession::log_message(const Pending& p, const json& answer) const {
+  if (!serving::log::enabled(spdlog::level::info)) return;
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p.started).count();
+  const auto error = answer.find("error");
+  serving::log::event(spdlog::level::info, "ws_access",
+                      {{"path", "/v2/stream"},
+                       {"model", p.model},
+                       {"ok", error == answer.end()},
+                       {"error", error == answer.end() ? json(nullptr) : *error},
+                       {"ms", std::round(ms * 1000) / 1000},
+                       {"request_id", p.request_id}});
 }
 
 void WsSession::answer(json message) {

@@ -6,6 +6,7 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -29,6 +30,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     nlohmann::json id;
     std::shared_ptr<serving::CancelToken> cancel;
     uint64_t tracked = 0;
+    std::string model;
+    std::string request_id;
+    std::chrono::steady_clock::time_point started;
   };
   void read();
   void on_read(boost::beast::error_code ec);
@@ -36,6 +40,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void answer(nlohmann::json message);
   void write_next();
   void gone();  // the connection ended: cancel everything in flight
+  // One structured access-log line per answered message, like HttpSession's per request.
+  void log_message(const Pending& p, const nlohmann::json& answer) const;
 
   boost::beast::websocket::stream<Stream> ws_;
   std::shared_ptr<ServerState> state_;

@@ -803,7 +803,9 @@ class SlowServer : public ::testing::Test {
     write_file(repo_.path() / "slow" / "1" / "model.onnx", deep_model(48));
     write_file(repo_.path() / "slow" / "config.toml", "instances = 1\n");
     write_file(repo_.path() / "affine" / "1" / "model.onnx", models::affine_model(2.f, 1.f));
-    s_.emplace(repo_.path(), std::vector<std::string>{"--port", "0", "--threads", "1"});
+    s_.emplace(
+        repo_.path(), std::vector<std::string>{"--port", "0", "--threads", "1"},
+        std::vector<std::pair<std::string, std::string>>{{"DESKML_LOG_LEVEL", "info"}});  // access logs are read back
     ASSERT_GT(s_->port, 0) << s_->ready_line;
     ASSERT_EQ(s_->call("POST", "/v2/repository/models/slow/load").status, 200);
   }
@@ -947,6 +949,23 @@ TEST_F(SlowServer, WebSocketAnswersEachMessageAndCancels) {
   EXPECT_EQ(cancelled(*s_), 1);
   running.join();
   EXPECT_EQ(blocker_status, 200);
+
+  // Every answered message has its access-log line (written before the answer).
+  int ok_lines = 0, cancelled_lines = 0;
+  std::istringstream lines(s_->log());
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || j.value("event", "") != "ws_access") continue;
+    EXPECT_EQ(j["path"], "/v2/stream");
+    EXPECT_TRUE(j["ms"].is_number());
+    EXPECT_FALSE(j.value("request_id", "").empty());
+    if (j["model"] == "affine" && j["ok"] == true) ++ok_lines;
+    if (j["model"] == "slow" && j["ok"] == false && j["error"].get<std::string>().find("cancel") != std::string::npos) {
+      ++cancelled_lines;
+    }
+  }
+  EXPECT_EQ(ok_lines, 3) << s_->log();
+  EXPECT_EQ(cancelled_lines, 1) << s_->log();
 }
 
 TEST_F(SlowServer, ClosingAWebSocketCancelsWhatItHasInFlight) {
