@@ -74,22 +74,30 @@ Status bench_runtime(const BenchOptions& opts) {
   // Each caller keeps one request in flight and submits its next one from the
   // previous one's completion, as an app's event loop or the server's I/O threads
   // do: callers never block a thread.
-  std::atomic<int64_t> remaining{opts.requests};
-  std::atomic<int64_t> batched_rows{0};
-  std::vector<std::vector<double>> per_client(static_cast<size_t>(opts.clients));
-  std::vector<Clock::time_point> sent(static_cast<size_t>(opts.clients));
-  std::mutex mutex;
-  std::condition_variable all_done;
-  int active = opts.clients;
-  Status failure;
-  std::function<void(size_t)> issue = [&](size_t c) {
-    if (remaining.fetch_sub(1) <= 0) {
-      std::lock_guard lock(mutex);
-      if (--active == 0) all_done.notify_all();
-      return;
+  // The callers' shared state; each completion callback captures only a pointer
+  // to it and its caller's index, so the callback itself allocates nothing.
+  struct Callers {
+    serving::Runtime* rt = nullptr;
+    const serving::Tensors* feeds = nullptr;
+    std::atomic<int64_t> remaining{0};
+    std::atomic<int64_t> batched_rows{0};
+    std::vector<std::vector<double>> per_client;
+    std::vector<Clock::time_point> sent;
+    std::mutex mutex;
+    std::condition_variable all_done;
+    int active = 0;
+    Status failure;
+
+    void issue(size_t c) {
+      if (remaining.fetch_sub(1) <= 0) {
+        std::lock_guard lock(mutex);
+        if (--active == 0) all_done.notify_all();
+        return;
+      }
+      sent[c] = Clock::now();
+      rt->infer_async("bench", *feeds, {}, [this, c](Result<serving::InferResponse> r) { done(c, r); });
     }
-    sent[c] = Clock::now();
-    rt->infer_async("bench", feeds, {}, [&, c](Result<serving::InferResponse> r) {
+    void done(size_t c, const Result<serving::InferResponse>& r) {
       per_client[c].push_back(ms_since(sent[c]));
       if (!r.ok()) {
         {
@@ -98,20 +106,31 @@ Status bench_runtime(const BenchOptions& opts) {
         }
         remaining = 0;
       } else {
-        batched_rows += r->batch_size;
+        batched_rows.fetch_add(r->batch_size, std::memory_order_relaxed);
       }
       issue(c);
-    });
+    }
   };
+  Callers callers;
+  callers.rt = rt.get();
+  callers.feeds = &feeds;
+  callers.remaining = opts.requests;
+  callers.per_client.resize(static_cast<size_t>(opts.clients));
+  callers.sent.resize(static_cast<size_t>(opts.clients));
+  callers.active = opts.clients;
+  for (auto& v : callers.per_client) v.reserve(static_cast<size_t>(opts.requests / opts.clients + 2));
   const auto start = Clock::now();
-  for (size_t c = 0; c < per_client.size(); ++c) issue(c);
+  for (size_t c = 0; c < callers.per_client.size(); ++c) callers.issue(c);
   {
-    std::unique_lock lock(mutex);
-    all_done.wait(lock, [&] { return active == 0; });
+    std::unique_lock lock(callers.mutex);
+    callers.all_done.wait(lock, [&] { return callers.active == 0; });
   }
+  const double wall_ms = ms_since(start);
+  auto& per_client = callers.per_client;
+  auto& batched_rows = callers.batched_rows;
+  Status failure = callers.failure;
   std::vector<double> latencies;
   for (const auto& v : per_client) latencies.insert(latencies.end(), v.begin(), v.end());
-  const double wall_ms = ms_since(start);
   DESKML_RETURN_IF_ERROR(failure);
   std::sort(latencies.begin(), latencies.end());
   const double n = static_cast<double>(latencies.size());

@@ -226,52 +226,57 @@ size_t LoadedModel::outstanding() const {
 }
 
 std::vector<std::shared_ptr<PendingRequest>> LoadedModel::take_batch(std::unique_lock<std::mutex>& lock) {
-  std::vector<std::shared_ptr<PendingRequest>> batch;
-  // Answered requests (cancelled, expired) may linger until their canceller takes
-  // them out; drop them here so they never start.
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    if ((*it)->state.load(std::memory_order_acquire) != PendingRequest::kQueued) {
-      it = queue_.erase(it);
-    } else {
+  // One pass in queue order picks the batch: the head, then every later request
+  // with the head's signature that still fits. Iterators, so taking them out
+  // needs no second search.
+  std::vector<decltype(queue_)::iterator> picked;
+  for (;;) {
+    picked.clear();
+    int64_t rows = 0;
+    const PendingRequest* head = nullptr;
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      const PendingRequest& r = **it;
+      // Answered requests (cancelled, expired) may linger until their canceller
+      // takes them out; drop them here so they never start.
+      if (r.state.load(std::memory_order_acquire) != PendingRequest::kQueued) {
+        it = queue_.erase(it);
+        continue;
+      }
+      if (head == nullptr) {
+        head = &r;
+      } else if (r.signature != head->signature || rows + r.rows > max_batch_ || !stackable(r.inputs, head->inputs)) {
+        ++it;
+        continue;
+      }
+      picked.push_back(it);
+      rows += r.rows;
+      if (max_batch_ <= 0 || rows == max_batch_) break;
       ++it;
     }
-  }
-  queued_hint_.store(queue_.size(), std::memory_order_release);
-  if (queue_.empty()) return {};
-  if (max_batch_ <= 0) {
-    batch.push_back(*queue_.begin());
-  } else {
-    for (;;) {
-      const auto head = *queue_.begin();
-      int64_t rows = 0;
-      batch.clear();
-      for (const auto& r : queue_) {
-        if (r->signature != head->signature || rows + r->rows > max_batch_) continue;
-        if (r != head && !stackable(r->inputs, head->inputs)) continue;
-        batch.push_back(r);
-        rows += r->rows;
-        if (rows == max_batch_) break;
-      }
-      const auto& preferred = config_.preferred_batch_sizes;
-      const bool full = rows >= max_batch_ || std::find(preferred.begin(), preferred.end(), rows) != preferred.end();
-      // Wait for company only when it is likely to come: other requests are
-      // running, or the last batch had more rows than this one. A lone caller
-      // never waits.
-      const bool expect_more = running_ > 0 || last_batch_rows_ > rows;
-      const auto until = head->enqueued + config_.max_queue_delay;
-      if (full || stopping_ || config_.max_queue_delay.count() == 0 || !expect_more || Clock::now() >= until) {
-        last_batch_rows_ = rows;
-        break;
-      }
-      const size_t before = queue_.size();
-      wake_.wait_until(lock, until, [&] { return stopping_ || queue_.size() != before; });
-      if (queue_.empty()) return {};
+    queued_hint_.store(queue_.size(), std::memory_order_release);
+    if (picked.empty()) return {};
+    if (max_batch_ <= 0) break;
+    const auto& preferred = config_.preferred_batch_sizes;
+    const bool full = rows >= max_batch_ || std::find(preferred.begin(), preferred.end(), rows) != preferred.end();
+    // Wait for company only when it is likely to come: other requests are
+    // running, or the last batch had more rows than this one. A lone caller
+    // never waits.
+    const bool expect_more = running_ > 0 || last_batch_rows_ > rows;
+    const auto until = head->enqueued + config_.max_queue_delay;
+    if (full || stopping_ || config_.max_queue_delay.count() == 0 || !expect_more || Clock::now() >= until) {
+      last_batch_rows_ = rows;
+      break;
     }
+    const size_t before = queue_.size();
+    wake_.wait_until(lock, until, [&] { return stopping_ || queue_.size() != before; });
+    if (queue_.empty()) return {};
   }
   std::vector<std::shared_ptr<PendingRequest>> started;
-  for (const auto& r : batch) {
-    queue_.erase(r);
-    if (r->start()) started.push_back(r);
+  started.reserve(picked.size());
+  for (const auto& it : picked) {
+    std::shared_ptr<PendingRequest> r = *it;
+    queue_.erase(it);
+    if (r->start()) started.push_back(std::move(r));
   }
   queued_hint_.store(queue_.size(), std::memory_order_release);
   // Sampled once per batch: a gauge update per request costs more than the request.

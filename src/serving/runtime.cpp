@@ -209,24 +209,26 @@ void Runtime::infer_async(const std::string& name, Tensors inputs, InferOptions 
 
   // Cancellation and the deadline answer the request wherever it is: waiting
   // for a load, queued, or running (its result is then dropped).
-  std::weak_ptr<PendingRequest> weak = r;
-  auto abort = [weak](Status why) {
-    auto req = weak.lock();
-    if (!req) return;
-    if (req->finish(PendingRequest::kQueued, why) || req->finish(PendingRequest::kRunning, why)) {
-      if (auto model = req->queue()) model->remove(req);
-    }
+  // (Made only when needed: most requests have neither.)
+  auto make_abort = [&r] {
+    return [weak = std::weak_ptr<PendingRequest>(r)](Status why) {
+      auto req = weak.lock();
+      if (!req) return;
+      if (req->finish(PendingRequest::kQueued, why) || req->finish(PendingRequest::kRunning, why)) {
+        if (auto model = req->queue()) model->remove(req);
+      }
+    };
   };
   if (r->options.cancel) {
-    r->cancel_registration.store(
-        r->options.cancel->on_cancel([abort] { abort(Status(StatusCode::kCancelled, "the request was cancelled")); }));
+    r->cancel_registration.store(r->options.cancel->on_cancel(
+        [abort = make_abort()] { abort(Status(StatusCode::kCancelled, "the request was cancelled")); }));
     // Answered meanwhile (by the cancellation itself, on any thread): undo it here.
     if (r->done_state()) {
       if (auto id = r->cancel_registration.exchange(0)) r->options.cancel->remove(id);
     }
   }
   if (r->options.deadline != Clock::time_point::max() && !r->done_state()) {
-    r->deadline_timer.store(s.timer->schedule(r->options.deadline, [abort] {
+    r->deadline_timer.store(s.timer->schedule(r->options.deadline, [abort = make_abort()] {
       abort(Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
     }));
     if (r->done_state()) {
@@ -264,7 +266,7 @@ void Runtime::State::route(const std::shared_ptr<PendingRequest>& r) {
         if (!files && vit == sl.versions.end()) {
           failure = not_found("model '" + r->model + "' has no version " + std::to_string(r->version));
         } else {
-          VersionSlot& v = sl.versions[r->version];
+          VersionSlot& v = vit != sl.versions.end() ? vit->second : sl.versions[r->version];
           if (!r->holds_slot) ++v.outstanding;
           r->holds_slot = true;
           v.last_used = Clock::now();
