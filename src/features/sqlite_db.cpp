@@ -20,10 +20,11 @@ Status error_status(sqlite3* db, int rc, std::string_view context) {
   }
 }
 
-Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool read_only,
+Result<std::unique_ptr<Database>> Database::open(const std::string& path, Mode mode,
                                                  std::chrono::milliseconds busy_timeout) {
   sqlite3* db = nullptr;
-  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+  // SQLite opens a file it may not write read-only, silently; reading still works.
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     Status st =
@@ -36,7 +37,9 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool r
   sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
   sqlite3_extended_result_codes(db, 1);
   std::unique_ptr<Database> out(new Database(db, path));
-  // A file that is not a database fails on first use; find out now.
+  if (mode == Mode::kQueryOnly) DESKML_RETURN_IF_ERROR(out->exec("PRAGMA query_only = 1"));
+  // A file that is not a database fails on first use; find out now (this also
+  // rolls back a journal left by a writer that died).
   DESKML_RETURN_IF_ERROR(out->exec("SELECT count(*) FROM sqlite_master"));
   return out;
 }

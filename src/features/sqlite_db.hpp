@@ -21,9 +21,13 @@ Status error_status(sqlite3* db, int rc, std::string_view context);
 
 class Database {
  public:
-  // Opens an existing database file (never creates one). Read-only connections
-  // refuse writes; busy_timeout is how long a statement waits for a lock.
-  static Result<std::unique_ptr<Database>> open(const std::string& path, bool read_only,
+  // Opens an existing database file (never creates one); busy_timeout is how
+  // long a statement waits for a lock. A query-only connection refuses writes
+  // (PRAGMA query_only) yet, unlike one opened read-only, can still roll back the
+  // journal a writer killed mid-commit left behind, which the next reader of the
+  // file must do before it can read.
+  enum class Mode { kQueryOnly, kReadWrite };
+  static Result<std::unique_ptr<Database>> open(const std::string& path, Mode mode,
                                                 std::chrono::milliseconds busy_timeout);
   ~Database();
   Database(const Database&) = delete;

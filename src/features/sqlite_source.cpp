@@ -7,7 +7,8 @@ namespace deskml::features {
 Result<std::shared_ptr<SqliteSource>> SqliteSource::open(const SourceUri& uri, const SourceOptions& options) {
   std::shared_ptr<SqliteSource> src(new SqliteSource(uri.path, uri.redacted, options));
   // Open one connection now, so a missing file or a non-database fails here.
-  DESKML_ASSIGN_OR_RETURN(auto db, sqlite::Database::open(uri.path, /*read_only=*/true, options.busy_timeout));
+  DESKML_ASSIGN_OR_RETURN(auto db,
+                          sqlite::Database::open(uri.path, sqlite::Database::Mode::kQueryOnly, options.busy_timeout));
   src->idle_.push_back(std::move(db));
   return src;
 }
@@ -22,7 +23,8 @@ Result<SqliteSource::Lease> SqliteSource::acquire() {
     }
   }
   if (!db) {
-    DESKML_ASSIGN_OR_RETURN(db, sqlite::Database::open(path_, /*read_only=*/true, options_.busy_timeout));
+    DESKML_ASSIGN_OR_RETURN(db,
+                            sqlite::Database::open(path_, sqlite::Database::Mode::kQueryOnly, options_.busy_timeout));
   }
   return Lease(db.release(), [this](sqlite::Database* d) {
     std::lock_guard lock(mutex_);

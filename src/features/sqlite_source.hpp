@@ -1,5 +1,6 @@
-// The SQLite feature source: a database file, read through read-only connections
-// (one per concurrent caller, kept for reuse).
+// The SQLite feature source: a database file, read through query-only
+// connections (one per concurrent caller, kept for reuse), so the caller's query
+// cannot change the database.
 #pragma once
 
 #include <functional>

@@ -1,5 +1,5 @@
 // Results into a table of the SQLite database the features come from, through
-// a read-write connection of its own (the source reads through read-only ones).
+// a read-write connection of its own (the source reads through query-only ones).
 #include <cmath>
 
 #include "features/sqlite_db.hpp"
@@ -253,7 +253,7 @@ class SqliteTableSink final : public ResultSink {
 
 Result<std::unique_ptr<ResultSink>> open_sqlite_table_sink(features::SqliteSource& source, const std::string& table,
                                                            const JobSpec& job, bool fresh) {
-  DESKML_ASSIGN_OR_RETURN(auto db, Database::open(source.path(), /*read_only=*/false, source.busy_timeout()));
+  DESKML_ASSIGN_OR_RETURN(auto db, Database::open(source.path(), Database::Mode::kReadWrite, source.busy_timeout()));
   auto sink = std::make_unique<SqliteTableSink>(std::move(db), table, job, source.description());
   DESKML_RETURN_IF_ERROR(sink->open(job, fresh));
   return std::unique_ptr<ResultSink>(std::move(sink));

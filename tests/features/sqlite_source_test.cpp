@@ -15,6 +15,7 @@ namespace {
 
 using testing::Sqlite;
 using testing::TempDir;
+namespace fs = std::filesystem;
 
 TEST(SourceUri, ParsesAndRedacts) {
   auto s = parse_source_uri("sqlite:/tmp/x.db");
@@ -158,9 +159,40 @@ TEST_F(SqliteSourceTest, ClearErrors) {
   EXPECT_EQ(bad_sql.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad_sql.status().message().find("no such column: nope"), std::string::npos) << bad_sql.status().message();
 
-  // The source connection is read-only: the query cannot change the database.
+  // The source's connections are query-only: the query cannot change the database.
   auto write = source_->fetch_page(*KeyedQuery::make("DELETE FROM t RETURNING id", "id"), std::nullopt, 10);
   EXPECT_FALSE(write.ok());
+}
+
+// A writer killed mid-commit leaves a hot journal; the next reader must roll it
+// back (a connection opened read-only cannot, and fails).
+TEST_F(SqliteSourceTest, ReadsAfterAWriterDiedMidTransaction) {
+  {
+    Sqlite db(dir_ / "f.db");
+    db.exec("CREATE TABLE big (id INTEGER PRIMARY KEY, pad TEXT)");
+    db.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+        "INSERT INTO big SELECT i, printf('%0100d', i) FROM n");
+  }
+  source_.reset();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    sqlite3* db = nullptr;
+    sqlite3_open((dir_ / "f.db").c_str(), &db);
+    // A tiny cache makes SQLite write changed pages into the file before the commit.
+    sqlite3_exec(db, "PRAGMA cache_size = 2; BEGIN; UPDATE big SET pad = 'x'; UPDATE t SET r = -1;", nullptr, nullptr,
+                 nullptr);
+    ::_exit(0);  // no COMMIT, no close: as if killed
+  }
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(fs::exists(dir_ / "f.db-journal"));
+  auto src = FeatureSource::open("sqlite:" + (dir_ / "f.db").string());
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  auto page = (*src)->fetch_page(query_, std::nullopt, 100);
+  ASSERT_TRUE(page.ok()) << page.status().to_string();
+  EXPECT_DOUBLE_EQ(page->at(0, 1).d, 1.5);  // the dead transaction is gone
+  Sqlite check(dir_ / "f.db");
+  EXPECT_EQ(check.scalar("SELECT count(*) FROM big WHERE pad = 'x'"), "0");
 }
 
 TEST_F(SqliteSourceTest, ConcurrentReaders) {
