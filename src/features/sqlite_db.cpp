@@ -83,11 +83,12 @@ void Statement::bind_text(int i, std::string_view text) {
   sqlite3_bind_text64(stmt_, i, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
 }
 
-Status read_rows(const Database& db, Statement& stmt, RowBatch& out) {
+Status read_rows(const Database& db, Statement& stmt, RowBatch& out, size_t expected_rows) {
   sqlite3_stmt* s = stmt.get();
   const int n = sqlite3_column_count(s);
   out.columns.clear();
   for (int c = 0; c < n; ++c) out.columns.emplace_back(sqlite3_column_name(s, c));
+  out.cells.reserve(out.cells.size() + expected_rows * static_cast<size_t>(n));
   for (;;) {
     const int rc = stmt.step();
     if (rc == SQLITE_DONE) break;

@@ -71,7 +71,7 @@ class Statement {
 
 // Steps `stmt` to the end, appending every row to `out` (whose columns are set
 // from the statement's). NULL, integer, real and text keep their types; a blob
-// becomes text.
-Status read_rows(const Database& db, Statement& stmt, RowBatch& out);
+// becomes text. `expected_rows` sizes the cells up front (a page's limit).
+Status read_rows(const Database& db, Statement& stmt, RowBatch& out, size_t expected_rows = 0);
 
 }  // namespace deskml::features::sqlite

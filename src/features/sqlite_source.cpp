@@ -38,7 +38,7 @@ Result<RowBatch> SqliteSource::fetch_page(const KeyedQuery& query, const std::op
                                                                               after.has_value(), limit)));
   if (after) stmt.bind_key(1, *after);
   RowBatch out;
-  DESKML_RETURN_IF_ERROR(sqlite::read_rows(*db, stmt, out));
+  DESKML_RETURN_IF_ERROR(sqlite::read_rows(*db, stmt, out, limit));
   return out;
 }
 

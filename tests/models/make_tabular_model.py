@@ -17,6 +17,8 @@ Under --out DIR:
     DIR/breast_cancer.csv                   id, the 30 features (snake_case names), target (0 malignant,
                                             1 benign); loadable with COPY ... CSV HEADER or sqlite3 .import
     DIR/expected.csv                        id, logits_0, logits_1, probability_0: PyTorch's outputs per row
+    DIR/breast_cancer.pt                    the PyTorch state dict (TabularMLP), for the scoring benchmark's
+                                            Python baseline (bench/score/python_baseline.py)
     DIR/meta.json                           feature names, split, held-out accuracy; written last ("done")
 
 With --synthetic-rows N, also DIR/synthetic_N.csv (same columns, ids 1..N): rows resampled from
@@ -207,6 +209,7 @@ def main():
         model_dir = out / "models" / MODEL
         opset = export(model, model_dir / "1" / "model.onnx")
         (model_dir / "config.toml").write_text(CONFIG.format(columns=", ".join(f'"{c}"' for c in FEATURES)))
+        torch.save(model.state_dict(), out / f"{MODEL}.pt")
         ids = np.arange(1, len(x) + 1)
         write_rows(out / f"{MODEL}.csv", ids, x, y)
         # What PyTorch computes for each row, from the same float32 values deskml reads.
