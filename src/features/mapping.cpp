@@ -6,6 +6,8 @@
 #include <limits>
 #include <set>
 
+#include "features/sql.hpp"
+
 namespace deskml::features {
 
 namespace {
@@ -271,8 +273,39 @@ Result<MappingConfig> MappingConfig::from_toml(const toml::table& table, const s
                                   " must be a number, a boolean or a string");
         }
       }
+    } else if (k == "sources") {
+      const toml::table* sources = node.as_table();
+      if (!sources) return invalid_argument(where(node) + ": sources must be a table of [features.sources.NAME]");
+      for (const auto& [name, spec_node] : *sources) {
+        const std::string n(name.str());
+        const toml::table* spec = spec_node.as_table();
+        if (!spec) return invalid_argument(where(spec_node) + ": sources." + n + " must be a table");
+        SourceSpec s;
+        for (const auto& [field, value] : *spec) {
+          const std::string f(field.str());
+          auto text = value.value<std::string>();
+          if (!text || text->empty()) {
+            return invalid_argument(where(value) + ": sources." + n + "." + f + " must be a non-empty string");
+          }
+          if (f == "uri") {
+            s.uri = *text;
+          } else if (f == "query") {
+            s.query = *text;
+          } else if (f == "key") {
+            s.key = *text;
+          } else {
+            return invalid_argument(where(value) + ": unknown key '" + f + "' in sources." + n +
+                                    " (known: uri, query, key)");
+          }
+        }
+        if (s.uri.empty() || s.query.empty() || s.key.empty()) {
+          return invalid_argument(where(spec_node) + ": sources." + n + " needs uri, query and key");
+        }
+        DESKML_RETURN_IF_ERROR(check_identifier(s.key, "sources." + n + ".key"));
+        c.sources[n] = std::move(s);
+      }
     } else {
-      return invalid_argument(where(node) + ": unknown key '" + k + "' (known: fill, inputs, fill_values)");
+      return invalid_argument(where(node) + ": unknown key '" + k + "' (known: fill, inputs, fill_values, sources)");
     }
   }
   return c;

@@ -34,10 +34,19 @@ namespace deskml::features {
 // What a NULL becomes: a number (booleans: 0 or 1) or a text.
 using FillValue = std::variant<double, std::string>;
 
+// Where online requests for a model find rows by key: [features.sources.NAME].
+// Requests name the source; the URI and query stay on the server.
+struct SourceSpec {
+  std::string uri;    // sqlite:PATH (relative to the model's folder) or postgresql://...
+  std::string query;  // a SELECT returning the key and the features
+  std::string key;    // the key column
+};
+
 struct MappingConfig {
   std::map<std::string, std::vector<std::string>> inputs;  // input -> columns, in order
   std::optional<FillValue> fill;                           // NULL in any column
   std::map<std::string, FillValue> column_fill;            // NULL in one column (wins over `fill`)
+  std::map<std::string, SourceSpec> sources;               // named sources for online lookups
 
   // The [features] table of a model's config.toml:
   //   [features]
@@ -46,6 +55,10 @@ struct MappingConfig {
   //   features = ["age", "income"]      # or "*"
   //   [features.fill_values]
   //   income = 0.0
+  //   [features.sources.crm]            # online lookups: {"features": {"source": "crm", "keys": [...]}}
+  //   uri = "postgresql://scorer@db/crm"
+  //   query = "SELECT customer_id, age, income FROM customers"
+  //   key = "customer_id"
   // `origin` names the file in errors.
   static Result<MappingConfig> from_toml(const toml::table& table, const std::string& origin);
   // --map INPUT=COL[,COL...] (replaces any mapping of INPUT).

@@ -141,6 +141,7 @@ features::MappingConfig merge_mapping(features::MappingConfig base, const featur
   for (const auto& [input, cols] : over.inputs) base.inputs[input] = cols;
   if (over.fill) base.fill = over.fill;
   for (const auto& [col, v] : over.column_fill) base.column_fill[col] = v;
+  for (const auto& [name, s] : over.sources) base.sources[name] = s;
   return base;
 }
 

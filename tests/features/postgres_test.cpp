@@ -19,10 +19,12 @@
 #include <atomic>
 #include <thread>
 
+#include "features/feature_service.hpp"
 #include "features/feature_source.hpp"
 #include "features/pg_connection.hpp"
 #include "features/pg_source.hpp"
 #include "kill_resume.hpp"
+#include "serve_client.hpp"
 
 namespace deskml::features::testing {
 namespace {
@@ -618,6 +620,68 @@ TEST_F(PostgresTest, ARestartWithinTheReconnectWindowIsRiddenOut) {
     EXPECT_NE(o.err.find("postgres_reconnected"), std::string::npos) << o.err;
   }
   expect_exactly_once("preds", 20000);
+}
+
+TEST_F(PostgresTest, OnlineLookupsOverTheCppApiAndHttp) {
+  load_csv("tumours", tabular_dir() / "breast_cancer.csv");
+  const fs::path repo = dir_ / "models";
+  write_repository_with_source(repo, "clinic", uri(), "SELECT * FROM tumours");
+  std::ofstream(repo / "breast_cancer" / "config.toml", std::ios::app)
+      << "\n[features.sources.slow]\nuri = \"" << uri()
+      << "\"\nquery = \"SELECT t.*, pg_sleep(2)::text AS z FROM tumours t\"\nkey = \"id\"\n";
+  const auto want = expected_outputs();
+  {
+    serving::RuntimeOptions ro;
+    ro.repository = repo;
+    ro.threads = 1;
+    ro.poll_interval = std::chrono::milliseconds(0);
+    auto runtime = std::move(serving::Runtime::create(ro)).value();
+    FeatureServiceOptions fo;
+    fo.repository = repo;
+    auto service = std::move(FeatureService::create(*runtime, fo)).value();
+    auto r = service->infer("breast_cancer", "clinic", {Key(int64_t{5}), Key(int64_t{2})}).get();
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_TRUE(close(r->outputs[0].second.data<float>()[0], want.at(5)[0], 1e-4, 1e-5));
+    EXPECT_TRUE(close(r->outputs[1].second.data<float>()[1], want.at(2)[2], 1e-4, 1e-5));
+    std::vector<double> ms;
+    for (int i = 0; i < 300; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto one = service->infer("breast_cancer", "clinic", {Key(int64_t{1 + i % 569})}).get();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      ASSERT_TRUE(one.ok()) << one.status().to_string();
+    }
+    std::printf("C++ API, PostgreSQL, one key: p50 %.3f ms, p99 %.3f ms (300 requests)\n", percentile(ms, 0.5),
+                percentile(ms, 0.99));
+    EXPECT_LT(percentile(ms, 0.5), 50.0);
+  }
+
+  ServeProcess serve(repo, dir_.path());
+  ASSERT_GT(serve.port, 0);
+  HttpClient http(serve.port);
+  const auto ok =
+      http.post("/v2/models/breast_cancer/infer", R"({"features": {"source": "clinic", "keys": [7, 8]}})", serve.token);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_TRUE(close(ok.json()["outputs"][0]["data"][2].get<double>(), want.at(8)[0], 1e-4, 1e-5)) << ok.body;
+  std::vector<double> ms;
+  for (int i = 0; i < 300; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r =
+        http.post("/v2/models/breast_cancer/infer",
+                  R"({"features": {"source": "clinic", "keys": [)" + std::to_string(1 + i % 569) + "]}}", serve.token);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  std::printf("HTTP, PostgreSQL, one key: p50 %.3f ms, p99 %.3f ms (300 requests, one keep-alive connection)\n",
+              percentile(ms, 0.5), percentile(ms, 0.99));
+  EXPECT_LT(percentile(ms, 0.5), 50.0);
+
+  // The request's deadline (parameters.timeout, in microseconds) bounds the lookup.
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto late =
+      http.post("/v2/models/breast_cancer/infer",
+                R"({"parameters": {"timeout": 200000}, "features": {"source": "slow", "keys": [1]}})", serve.token);
+  EXPECT_EQ(late.status, 504) << late.body;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500));
 }
 
 }  // namespace
