@@ -193,9 +193,9 @@ const char* convert(const View& v, T& out) {
   } else if constexpr (std::is_integral_v<T>) {
     int64_t x = 0;
     constexpr int64_t lo = static_cast<int64_t>(std::numeric_limits<T>::min());
-    constexpr int64_t hi = std::numeric_limits<T>::max() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
-                               ? std::numeric_limits<int64_t>::max()
-                               : static_cast<int64_t>(std::numeric_limits<T>::max());
+    // Values arrive as int64, so uint64 inputs take [0, INT64_MAX].
+    constexpr int64_t hi = std::is_same_v<T, uint64_t> ? std::numeric_limits<int64_t>::max()
+                                                       : static_cast<int64_t>(std::numeric_limits<T>::max());
     const char* err = to_int(v, lo, hi, x);
     if (!err) out = static_cast<T>(x);
     return err;
