@@ -530,6 +530,13 @@ Result<serving::Tensors> FeatureMapping::tensors(const RowBatch& batch, size_t b
         for (size_t j = 0; j < width; ++j) {
           const size_t col = b.columns[j];
           const Cell& cell = batch.at(begin + r, col);
+          if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            // The common case, a real feed into a float input, without the general conversion.
+            if (cell.type == CellType::kReal) {
+              data[r * width + j] = static_cast<T>(cell.d);
+              continue;
+            }
+          }
           const View v = (cell.type == CellType::kNull && fills_[col]) ? view_of(*fills_[col]) : view_of(batch, cell);
           const char* err = convert<T>(v, data[r * width + j]);
           if (err == nullptr) continue;
