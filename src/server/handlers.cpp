@@ -180,25 +180,24 @@ void infer(ServerState& state, const Route& route, Request req, asio::any_io_exe
   options.request_id = context.request_id;
   const uint64_t tracked = state.track(options.cancel);
   state.runtime_pending.fetch_add(1);
-  serving::Tensors inputs = std::move(request->inputs);
   const auto retry_after = state.options.retry_after;
-  state.runtime.infer_async(route.model, std::move(inputs), std::move(options),
-                            [&state, ex, done, request, tracked, retry_after](Result<serving::InferResponse> result) {
-                              // Encoding happens on the connection's executor, not on the runtime's worker.
-                              asio::post(ex, [done, request, retry_after, result = std::move(result)]() {
-                                if (!result.ok()) return done(error_response(result.status(), retry_after));
-                                auto encoded = encode_infer_response(result.value(), *request);
-                                if (!encoded.ok()) return done(error_response(encoded.status()));
-                                Response res = json_response(http::status::ok, std::move(encoded->body));
-                                if (encoded->json_size) {
-                                  res.set(http::field::content_type, "application/octet-stream");
-                                  res.set(kInferenceHeaderLength, std::to_string(*encoded->json_size));
-                                }
-                                done(std::move(res));
-                              });
-                              state.untrack(tracked);
-                              state.runtime_pending.fetch_sub(1);
-                            });
+  state.infer_async(route.model, *request, std::move(options),
+                    [&state, ex, done, request, tracked, retry_after](Result<serving::InferResponse> result) {
+                      // Encoding happens on the connection's executor, not on the runtime's worker.
+                      asio::post(ex, [done, request, retry_after, result = std::move(result)]() {
+                        if (!result.ok()) return done(error_response(result.status(), retry_after));
+                        auto encoded = encode_infer_response(result.value(), *request);
+                        if (!encoded.ok()) return done(error_response(encoded.status()));
+                        Response res = json_response(http::status::ok, std::move(encoded->body));
+                        if (encoded->json_size) {
+                          res.set(http::field::content_type, "application/octet-stream");
+                          res.set(kInferenceHeaderLength, std::to_string(*encoded->json_size));
+                        }
+                        done(std::move(res));
+                      });
+                      state.untrack(tracked);
+                      state.runtime_pending.fetch_sub(1);
+                    });
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "features/feature_source.hpp"
+
 namespace deskml::server {
 namespace {
 
@@ -57,8 +59,38 @@ Result<InferRequest> parse_infer_request(const json& j, std::string_view binary,
     }
   }
   const auto inputs = j.find("inputs");
-  if (inputs == j.end() || !inputs->is_array()) return invalid_argument("the request has no \"inputs\" array");
-  for (const auto& input : *inputs) {
+  if (const auto f = j.find("features"); f != j.end()) {
+    if (inputs != j.end() && !(inputs->is_array() && inputs->empty())) {
+      return invalid_argument("a request gives \"inputs\" or \"features\", not both");
+    }
+    const auto source = f->is_object() ? f->find("source") : f->end();
+    const auto keys = f->is_object() ? f->find("keys") : f->end();
+    if (!f->is_object() || source == f->end() || !source->is_string() ||
+        source->get_ref<const std::string&>().empty() || keys == f->end() || !keys->is_array() || keys->empty()) {
+      return invalid_argument("\"features\" must be {\"source\": NAME, \"keys\": [KEY, ...]} with at least one key");
+    }
+    if (keys->size() > features::kMaxLookupKeys) {
+      return invalid_argument(std::to_string(keys->size()) + " keys in one request; at most " +
+                              std::to_string(features::kMaxLookupKeys));
+    }
+    InferRequest::FeatureLookup lookup;
+    lookup.source = source->get<std::string>();
+    for (const auto& k : *keys) {
+      if (k.is_number_integer()) {
+        lookup.keys.emplace_back(k.get<int64_t>());
+      } else if (k.is_string()) {
+        lookup.keys.emplace_back(k.get<std::string>());
+      } else {
+        return invalid_argument("feature keys must be integers or strings");
+      }
+    }
+    req.features = std::move(lookup);
+  } else if (inputs == j.end() || !inputs->is_array()) {
+    return invalid_argument("the request has no \"inputs\" array (or \"features\" lookup)");
+  }
+  static const json kNoInputs = json::array();
+  const json& input_list = inputs != j.end() && inputs->is_array() ? *inputs : kNoInputs;
+  for (const auto& input : input_list) {
     DESKML_ASSIGN_OR_RETURN(Tensor t, decode_input(input, binary, limits));
     const std::string& name = input["name"].get_ref<const std::string&>();
     if (serving::find_tensor(req.inputs, name)) return invalid_argument("input '" + name + "' is given twice");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/status.hpp"
+#include "features/row_batch.hpp"
 #include "server/tensor_json.hpp"
 #include "serving/request.hpp"
 
@@ -17,6 +18,14 @@ namespace deskml::server {
 struct InferRequest {
   std::string id;  // echoed in the response
   serving::Tensors inputs;
+  // {"features": {"source": NAME, "keys": [...]}} instead of "inputs": the model's
+  // inputs come from the rows of those keys in one of its declared feature sources
+  // (features/feature_service.hpp). Keys are integers or strings.
+  struct FeatureLookup {
+    std::string source;
+    std::vector<features::Key> keys;
+  };
+  std::optional<FeatureLookup> features;
   struct Output {
     std::string name;
     bool binary = false;

@@ -74,6 +74,7 @@ Status Server::listen() {
   }
   if (!options_.unix_path.empty()) DESKML_RETURN_IF_ERROR(listen_unix());
   state_ = std::make_shared<ServerState>(runtime_, options_, port_);
+  state_->features = features_;
   return Status::Ok();
 }
 

@@ -13,6 +13,10 @@
 #include "server/server_state.hpp"
 #include "serving/runtime.hpp"
 
+namespace deskml::features {
+class FeatureService;
+}
+
 namespace deskml::server {
 
 class Server {
@@ -22,6 +26,10 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Requests naming a feature source and keys instead of tensors go to `service`
+  // (which must outlive the server). Call before listen().
+  void set_feature_service(features::FeatureService* service) { features_ = service; }
 
   // Binds and listens (TCP, and options.unix_path when set); afterwards port() is the
   // port actually bound. The Unix socket file gets mode 0600; an existing file there is
@@ -53,6 +61,7 @@ class Server {
   boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> unix_acceptor_;
   bool unix_bound_ = false;  // we created options_.unix_path: removed by the destructor
   std::shared_ptr<ServerState> state_;
+  features::FeatureService* features_ = nullptr;
   uint16_t port_ = 0;
 };
 

@@ -10,9 +10,14 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "server/infer_codec.hpp"
 #include "server/options.hpp"
 #include "server/security.hpp"
 #include "serving/runtime.hpp"
+
+namespace deskml::features {
+class FeatureService;
+}
 
 namespace deskml::server {
 
@@ -21,6 +26,9 @@ struct ServerState {
       : runtime(rt), options(std::move(opts)), policy(options, bound_port), port(bound_port) {}
 
   serving::Runtime& runtime;
+  // Answers requests that name a feature source and keys instead of tensors; null
+  // when the server has none (such requests then fail with Unsupported).
+  features::FeatureService* features = nullptr;
   const ServerOptions options;
   const SecurityPolicy policy;
   const uint16_t port;
@@ -31,6 +39,12 @@ struct ServerState {
   std::atomic<int64_t> in_flight{0};        // requests read and not yet answered on the socket
   std::atomic<int64_t> runtime_pending{0};  // inference callbacks the runtime still owes
   std::atomic<bool> stopping{false};
+
+  // Runs a parsed request on `model`: its tensors (moved out of it) through the
+  // runtime, or its feature lookup through the feature service. `done` is called
+  // exactly once, as Runtime::infer_async's callback is.
+  void infer_async(const std::string& model, InferRequest& request, serving::InferOptions options,
+                   serving::Runtime::Callback done);
 
   // Cancels everything still running (the end of a shutdown drain).
   uint64_t track(std::shared_ptr<serving::CancelToken> token) {

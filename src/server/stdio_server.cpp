@@ -130,8 +130,10 @@ Route make_route(Endpoint endpoint, std::string model = {}, std::optional<int64_
 
 class StdioServer {
  public:
-  StdioServer(serving::Runtime& runtime, const ServerOptions& options, int out_fd)
-      : state_(std::make_shared<ServerState>(runtime, options, 0)), out_fd_(out_fd) {}
+  StdioServer(serving::Runtime& runtime, const ServerOptions& options, int out_fd, features::FeatureService* features)
+      : state_(std::make_shared<ServerState>(runtime, options, 0)), out_fd_(out_fd) {
+    state_->features = features;
+  }
 
   void dispatch(std::string_view line);
   void refuse_long_line() {
@@ -397,28 +399,27 @@ void StdioServer::infer(const Call& call, const json& params) {
   if (request->timeout_us) options.deadline = serving::Clock::now() + std::chrono::microseconds(*request->timeout_us);
   options.cancel = std::make_shared<serving::CancelToken>();
   const uint64_t tracked = state_->track(options.cancel);
-  serving::Tensors inputs = std::move(request->inputs);
-  state_->runtime.infer_async(*model, std::move(inputs), std::move(options),
-                              [this, call, request, tracked](Result<serving::InferResponse> result) {
-                                state_->untrack(tracked);
-                                asio::post(encoders_, [this, call, request, result = std::move(result)]() {
-                                  if (!result.ok()) return error(call, result.status());
-                                  std::string bytes;
-                                  auto encoded = infer_response_json(result.value(), *request, bytes);
-                                  if (!encoded.ok()) return error(call, encoded.status());
-                                  json out = std::move(encoded).value();
-                                  size_t offset = 0;
-                                  for (auto& o : out["outputs"]) {
-                                    const auto p = o.find("parameters");
-                                    if (p == o.end() || !p->contains("binary_data_size")) continue;
-                                    const size_t n = (*p)["binary_data_size"].get<size_t>();
-                                    o["data_base64"] = base64_encode(std::string_view(bytes).substr(offset, n));
-                                    offset += n;
-                                    o.erase("parameters");
-                                  }
-                                  this->result(call, std::move(out));
-                                });
-                              });
+  state_->infer_async(*model, *request, std::move(options),
+                      [this, call, request, tracked](Result<serving::InferResponse> result) {
+                        state_->untrack(tracked);
+                        asio::post(encoders_, [this, call, request, result = std::move(result)]() {
+                          if (!result.ok()) return error(call, result.status());
+                          std::string bytes;
+                          auto encoded = infer_response_json(result.value(), *request, bytes);
+                          if (!encoded.ok()) return error(call, encoded.status());
+                          json out = std::move(encoded).value();
+                          size_t offset = 0;
+                          for (auto& o : out["outputs"]) {
+                            const auto p = o.find("parameters");
+                            if (p == o.end() || !p->contains("binary_data_size")) continue;
+                            const size_t n = (*p)["binary_data_size"].get<size_t>();
+                            o["data_base64"] = base64_encode(std::string_view(bytes).substr(offset, n));
+                            offset += n;
+                            o.erase("parameters");
+                          }
+                          this->result(call, std::move(out));
+                        });
+                      });
 }
 
 void StdioServer::drain() {
@@ -463,7 +464,8 @@ bool wait_for_input(int in_fd) {
 
 }  // namespace
 
-Status serve_stdio(serving::Runtime& runtime, const ServerOptions& options, int in_fd, int out_fd) {
+Status serve_stdio(serving::Runtime& runtime, const ServerOptions& options, int in_fd, int out_fd,
+                   features::FeatureService* features) {
   // A parent that died leaves a broken pipe: writes fail with EPIPE instead of killing us.
   std::signal(SIGPIPE, SIG_IGN);
   if (g_stop_pipe[0] < 0 && ::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
@@ -473,7 +475,7 @@ Status serve_stdio(serving::Runtime& runtime, const ServerOptions& options, int 
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
   }
-  StdioServer server(runtime, options, out_fd);
+  StdioServer server(runtime, options, out_fd, features);
   const size_t max_line = options.max_body_bytes;
   std::string line;
   bool overlong = false;  // discarding the rest of a line that is too long

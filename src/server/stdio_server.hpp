@@ -15,6 +15,10 @@
 #include "server/options.hpp"
 #include "serving/runtime.hpp"
 
+namespace deskml::features {
+class FeatureService;
+}
+
 namespace deskml::server {
 
 // JSON-RPC error codes: the standard ones, then the server's for runtime failures.
@@ -42,6 +46,8 @@ Result<std::string> base64_decode(std::string_view text);
 // Serves JSON-RPC on `in_fd`/`out_fd` until `in_fd` reaches end of file, then waits up to
 // options.drain_timeout for requests in flight, cancels the rest, and returns once every
 // request has been answered. Lines longer than options.max_body_bytes are refused.
-Status serve_stdio(serving::Runtime& runtime, const ServerOptions& options, int in_fd = 0, int out_fd = 1);
+// `features`, when given, answers requests naming a feature source and keys.
+Status serve_stdio(serving::Runtime& runtime, const ServerOptions& options, int in_fd = 0, int out_fd = 1,
+                   features::FeatureService* features = nullptr);
 
 }  // namespace deskml::server

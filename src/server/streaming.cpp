@@ -37,19 +37,18 @@ void submit_item(ServerState& state, boost::asio::any_io_executor ex, const std:
   options.cancel = std::move(cancel);
   options.request_id = std::move(request_id);
   state.runtime_pending.fetch_add(1);
-  serving::Tensors inputs = std::move(item->inputs);
-  state.runtime.infer_async(model, std::move(inputs), std::move(options),
-                            [&state, ex, item, done = std::move(done)](Result<serving::InferResponse> result) {
-                              boost::asio::post(ex, [item, done, result = std::move(result)]() {
-                                if (!result.ok()) return done(false, json{{"error", result.status().message()}});
-                                auto outputs = infer_outputs_json(result.value(), *item);
-                                if (!outputs.ok()) return done(false, json{{"error", outputs.status().message()}});
-                                done(true, json{{"model_name", result->model},
-                                                {"model_version", std::to_string(result->version)},
-                                                {"outputs", std::move(outputs).value()}});
-                              });
-                              state.runtime_pending.fetch_sub(1);
-                            });
+  state.infer_async(model, *item, std::move(options),
+                    [&state, ex, item, done = std::move(done)](Result<serving::InferResponse> result) {
+                      boost::asio::post(ex, [item, done, result = std::move(result)]() {
+                        if (!result.ok()) return done(false, json{{"error", result.status().message()}});
+                        auto outputs = infer_outputs_json(result.value(), *item);
+                        if (!outputs.ok()) return done(false, json{{"error", outputs.status().message()}});
+                        done(true, json{{"model_name", result->model},
+                                        {"model_version", std::to_string(result->version)},
+                                        {"outputs", std::move(outputs).value()}});
+                      });
+                      state.runtime_pending.fetch_sub(1);
+                    });
 }
 
 }  // namespace deskml::server

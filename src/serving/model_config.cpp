@@ -147,7 +147,7 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
   DESKML_RETURN_IF_ERROR(
       unknown_keys(root,
                    {"max_batch_size", "instances", "threads", "priority", "max_queue", "keep_alive", "pinned", "warmup",
-                    "optimization_level", "input", "output", "dynamic_batching", "cache", "ensemble"},
+                    "optimization_level", "input", "output", "dynamic_batching", "cache", "ensemble", "features"},
                    origin, ""));
   ModelConfig c;
   DESKML_RETURN_IF_ERROR(read_int(root, "max_batch_size", 0, 1 << 20, c.max_batch_size, origin));
@@ -201,6 +201,12 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
     const toml::table* t = node->as_table();
     if (!t) return invalid_argument(where(origin, *node) + ": [ensemble] must be a table");
     c.ensemble = std::make_shared<const toml::table>(*t);
+  }
+  if (const toml::node* node = root.get("features")) {
+    const toml::table* t = node->as_table();
+    if (!t) return invalid_argument(where(origin, *node) + ": [features] must be a table");
+    c.features = std::make_shared<const toml::table>(*t);
+    c.origin = origin;
   }
   return c;
 }

@@ -49,6 +49,11 @@ struct ModelConfig {
 
   // An ensemble instead of an ONNX model: the [ensemble] table, kept for the pipeline parser.
   std::shared_ptr<const toml::table> ensemble;
+
+  // How database columns feed the inputs (deskml score, feature lookups): the
+  // [features] table, kept for features/mapping.hpp; `origin` names the file.
+  std::shared_ptr<const toml::table> features;
+  std::string origin;
 };
 
 // Parses config.toml text; `origin` names it in error messages. Unknown keys are

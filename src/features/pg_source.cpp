@@ -1,0 +1,135 @@
+#include "features/pg_source.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+namespace deskml::features {
+
+namespace {
+
+// Type OIDs from PostgreSQL's pg_type.dat; stable across versions.
+constexpr Oid kBool = 16, kInt8 = 20, kInt2 = 21, kInt4 = 23, kOid = 26, kFloat4 = 700, kFloat8 = 701, kNumeric = 1700;
+
+pg::Params key_params(const std::vector<Key>& keys) {
+  pg::Params params;
+  params.reserve(keys.size());
+  for (const auto& k : keys) params.emplace_back(key_to_string(k));
+  return params;
+}
+
+}  // namespace
+
+namespace pg {
+
+Result<RowBatch> to_row_batch(const PGresult* result) {
+  RowBatch out;
+  const int cols = PQnfields(result), rows = PQntuples(result);
+  std::vector<Oid> types(static_cast<size_t>(cols));
+  for (int c = 0; c < cols; ++c) {
+    out.columns.emplace_back(PQfname(result, c));
+    types[static_cast<size_t>(c)] = PQftype(result, c);
+  }
+  out.cells.reserve(static_cast<size_t>(rows) * static_cast<size_t>(cols));
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      if (PQgetisnull(result, r, c)) {
+        out.cells.push_back(Cell::null());
+        continue;
+      }
+      const char* v = PQgetvalue(result, r, c);
+      const size_t n = static_cast<size_t>(PQgetlength(result, r, c));
+      switch (types[static_cast<size_t>(c)]) {
+        case kInt2:
+        case kInt4:
+        case kInt8:
+        case kOid: {
+          int64_t x = 0;
+          auto [end, ec] = std::from_chars(v, v + n, x);
+          if (ec != std::errc() || end != v + n) {
+            return invalid_argument("column '" + out.columns[static_cast<size_t>(c)] + "': '" + std::string(v, n) +
+                                    "' is not an integer");
+          }
+          out.cells.push_back(Cell::integer(x));
+          break;
+        }
+        case kFloat4:
+        case kFloat8:
+        case kNumeric: {
+          double x = 0;
+          auto [end, ec] = std::from_chars(v, v + n, x);
+          // from_chars accepts "inf", "infinity" and "nan" in any case, which covers
+          // PostgreSQL's "Infinity" and "NaN"; out-of-range numerics become ±inf.
+          if (ec == std::errc::result_out_of_range) {
+            x = (n > 0 && v[0] == '-') ? -HUGE_VAL : HUGE_VAL;
+          } else if (ec != std::errc() || end != v + n) {
+            return invalid_argument("column '" + out.columns[static_cast<size_t>(c)] + "': '" + std::string(v, n) +
+                                    "' is not a number");
+          }
+          out.cells.push_back(Cell::real(x));
+          break;
+        }
+        case kBool:
+          out.cells.push_back(Cell::boolean(n > 0 && v[0] == 't'));
+          break;
+        default:
+          out.add_text(std::string_view(v, n));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace pg
+
+Result<std::shared_ptr<PgSource>> PgSource::open(const SourceUri& uri, const SourceOptions& options) {
+  pg::Pool::Options po;
+  po.max_size = options.pool_size;
+  po.connect_timeout = options.connect_timeout;
+  po.reconnect_timeout = options.reconnect_timeout;
+  DESKML_ASSIGN_OR_RETURN(auto pool, pg::Pool::create(uri.conninfo, uri.redacted, po));
+  return std::shared_ptr<PgSource>(new PgSource(std::move(pool)));
+}
+
+Result<RowBatch> PgSource::fetch_page(const KeyedQuery& query, const std::optional<Key>& after, size_t limit) {
+  const std::string sql = page_sql(Dialect::kPostgres, query.sql, query.key, after.has_value(), limit);
+  pg::Params params;
+  if (after) params.emplace_back(key_to_string(*after));
+  return pool_->run([&](pg::Connection& conn) -> Result<RowBatch> {
+    DESKML_ASSIGN_OR_RETURN(auto result, conn.exec(sql, params));
+    return pg::to_row_batch(result.get());
+  });
+}
+
+Result<FeatureSource::RowCount> PgSource::count(const KeyedQuery& query, const std::optional<Key>& after) {
+  const std::string sql = count_sql(Dialect::kPostgres, query.sql, query.key, after.has_value());
+  pg::Params params;
+  if (after) params.emplace_back(key_to_string(*after));
+  return pool_->run([&](pg::Connection& conn) -> Result<RowCount> {
+    DESKML_ASSIGN_OR_RETURN(auto result, conn.exec(sql, params));
+    DESKML_ASSIGN_OR_RETURN(auto rows, pg::to_row_batch(result.get()));
+    if (rows.rows() != 1 || rows.at(0, 0).type != CellType::kInt || rows.at(0, 1).type != CellType::kInt) {
+      return internal_error("count(*) gave no integers");
+    }
+    return RowCount{rows.at(0, 0).i, rows.at(0, 1).i};
+  });
+}
+
+Result<RowBatch> PgSource::fetch_keys(const KeyedQuery& query, const std::vector<Key>& keys,
+                                      Clock::time_point deadline) {
+  if (keys.empty()) return invalid_argument("no keys to look up");
+  if (keys.size() > kMaxLookupKeys) {
+    return invalid_argument(std::to_string(keys.size()) + " keys in one lookup; at most " +
+                            std::to_string(kMaxLookupKeys));
+  }
+  const std::string sql = lookup_sql(Dialect::kPostgres, query.sql, query.key, keys.size());
+  const pg::Params params = key_params(keys);
+  return pool_->run(
+      [&](pg::Connection& conn) -> Result<RowBatch> {
+        DESKML_ASSIGN_OR_RETURN(auto result, conn.exec(sql, params, deadline));
+        return pg::to_row_batch(result.get());
+      },
+      deadline);
+}
+
+}  // namespace deskml::features
