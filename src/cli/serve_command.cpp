@@ -109,6 +109,10 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--threads", opts->threads, "Inference thread budget shared by all models (default: physical cores)")
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--io-threads", opts->server.io_threads,
+                  "Threads running the sockets and the JSON/binary codecs (default 2); inference runs on the "
+                  "runtime's own threads")
+      ->check(CLI::Range(1, 64));
   cmd->add_flag("--stdio", opts->stdio,
                 "Sidecar mode: JSON-RPC 2.0 on stdin/stdout, one message per line, instead of HTTP; no token; "
                 "exits when stdin closes (docs/SERVER.md)");
