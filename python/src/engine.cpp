@@ -235,7 +235,11 @@ class Engine {
     return d;
   }
 
-  std::string metrics() { return runtime()->metrics().text(); }
+  std::string metrics() {
+    auto rt = runtime();
+    py::gil_scoped_release nogil;
+    return rt->metrics().text();
+  }
 
   py::dict infer(const std::string& model, py::handle inputs, const RequestOptions& options) {
     auto rt = runtime();
