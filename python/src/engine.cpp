@@ -303,9 +303,9 @@ class Engine {
 };
 
 // The keyword arguments every request method takes.
-#define DESKML_REQUEST_ARGS                                                                               \
+#define DESKML_REQUEST_ARGS                                                                                 \
   py::kw_only(), py::arg("version") = py::none(), py::arg("timeout") = py::none(), py::arg("priority") = 0, \
-      py::arg("request_id") = py::none(), py::arg("use_cache") = true
+                 py::arg("request_id") = py::none(), py::arg("use_cache") = true
 
 }  // namespace
 

@@ -13,9 +13,7 @@ py::object exception_class(StatusCode code) {
 
 }  // namespace
 
-py::object exception_for(const Status& status) {
-  return exception_class(status.code())(py::str(status.message()));
-}
+py::object exception_for(const Status& status) { return exception_class(status.code())(py::str(status.message())); }
 
 void raise(const Status& status) {
   py::object error = exception_for(status);

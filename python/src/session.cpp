@@ -1,4 +1,6 @@
 // deskml.Session: one model file run directly on the calling thread, GIL released.
+#include "runtime/session.hpp"
+
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
@@ -10,7 +12,6 @@
 #include "bindings.hpp"
 #include "convert.hpp"
 #include "errors.hpp"
-#include "runtime/session.hpp"
 
 namespace deskml::python {
 namespace {
@@ -29,7 +30,8 @@ class Session {
  public:
   Session(const std::filesystem::path& model, int threads, int optimization_level, bool warmup) {
     if (threads < 0) raise(invalid_argument("threads must be >= 0"));
-    if (optimization_level < 0 || optimization_level > 2) raise(invalid_argument("optimization_level must be 0, 1 or 2"));
+    if (optimization_level < 0 || optimization_level > 2)
+      raise(invalid_argument("optimization_level must be 0, 1 or 2"));
     runtime::SessionOptions o;
     o.threads = threads;
     o.optimization_level = optimization_level;
@@ -48,9 +50,9 @@ class Session {
     for (auto& [name, tensor] : to_tensors(inputs, read_only)) feeds.emplace_back(name, Value::from_tensor(tensor));
     runtime::RunOptions options;
     if (timeout) {
-      options.deadline = std::chrono::steady_clock::now() +
-                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                             std::chrono::duration<double>(*timeout));
+      options.deadline =
+          std::chrono::steady_clock::now() +
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(*timeout));
     }
     Result<runtime::NamedValues> outputs = [&] {
       py::gil_scoped_release nogil;

@@ -24,7 +24,8 @@ serving::InferOptions to_infer_options(const deskml_infer_options* o, Clock::tim
   serving::InferOptions r;
   if (o == nullptr) return r;
   if (o->deadline_ns) {
-    r.deadline = Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(*o->deadline_ns)));
+    r.deadline =
+        Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(*o->deadline_ns)));
   } else if (o->timeout_ms) {
     r.deadline = submitted + std::chrono::milliseconds(*o->timeout_ms);
   }
@@ -152,8 +153,7 @@ deskml_status deskml_engine_options_set_cache_dir(deskml_engine_options* options
 // ---------------------------------------------------------------------------
 // Engine
 
-deskml_status deskml_engine_create(const char* repository, const deskml_engine_options* options,
-                                   deskml_engine** out) {
+deskml_status deskml_engine_create(const char* repository, const deskml_engine_options* options, deskml_engine** out) {
   return guarded([&]() -> Status {
     DESKML_CAPI_REQUIRE(out);
     serving::RuntimeOptions o = options ? options->options : serving::RuntimeOptions{};

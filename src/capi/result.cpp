@@ -72,8 +72,6 @@ const deskml_tensor* deskml_result_find_output(const deskml_result* result, cons
 
 int64_t deskml_result_model_version(const deskml_result* result) { return result ? result->version : 0; }
 
-const char* deskml_result_request_id(const deskml_result* result) {
-  return result ? result->request_id.c_str() : "";
-}
+const char* deskml_result_request_id(const deskml_result* result) { return result ? result->request_id.c_str() : ""; }
 
 }  // extern "C"

@@ -80,8 +80,8 @@ const char* deskml_session_input_name(const deskml_session* session, size_t inde
   return session->session->inputs()[index].name.c_str();
 }
 
-deskml_status deskml_session_input_info(const deskml_session* session, size_t index, deskml_dtype* dtype,
-                                        int64_t* dims, size_t capacity, size_t* rank) {
+deskml_status deskml_session_input_info(const deskml_session* session, size_t index, deskml_dtype* dtype, int64_t* dims,
+                                        size_t capacity, size_t* rank) {
   return guarded([&]() -> Status {
     DESKML_CAPI_REQUIRE(session);
     const auto& inputs = session->session->inputs();

@@ -296,9 +296,8 @@ TEST_F(CApi, InputsOfAModelThatMustLoadFirstAreCheckedThroughTheCallback) {
 
   // Now loaded: the same mistake is refused at once and the callback never runs.
   Completion refused;
-  EXPECT_EQ(
-      deskml_engine_submit(e.get(), "mlp", kFeatures, inputs, 1, nullptr, Completion::on_done, &refused, nullptr),
-      DESKML_INVALID_ARGUMENT);
+  EXPECT_EQ(deskml_engine_submit(e.get(), "mlp", kFeatures, inputs, 1, nullptr, Completion::on_done, &refused, nullptr),
+            DESKML_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("features"), std::string::npos) << last_error();
   std::this_thread::sleep_for(20ms);
   EXPECT_EQ(refused.count(), 0);
@@ -315,8 +314,7 @@ TEST_F(CApi, ManyThreadsSubmitToOneEngine) {
       const deskml_tensor* inputs[] = {input.get()};
       for (int i = 0; i < kEach; ++i) {
         auto& c = done[static_cast<size_t>(t * kEach + i)];
-        EXPECT_EQ(deskml_engine_submit(e.get(), "mlp", kFeatures, inputs, 1, nullptr, Completion::on_done, &c,
-                                       nullptr),
+        EXPECT_EQ(deskml_engine_submit(e.get(), "mlp", kFeatures, inputs, 1, nullptr, Completion::on_done, &c, nullptr),
                   DESKML_OK)
             << last_error();
       }
