@@ -5,6 +5,8 @@
 #include <cstring>
 #include <set>
 
+#include "features/pg_connection.hpp"
+
 namespace deskml::scoring {
 
 namespace {
@@ -149,24 +151,7 @@ void append_value(std::string& out, const Tensor& t, int64_t i, TextStyle style)
       if (style == TextStyle::kCsv) {
         append_csv_field(out, s);
       } else {
-        for (char c : s) {
-          switch (c) {
-            case '\\':
-              out += "\\\\";
-              break;
-            case '\t':
-              out += "\\t";
-              break;
-            case '\n':
-              out += "\\n";
-              break;
-            case '\r':
-              out += "\\r";
-              break;
-            default:
-              out += c;
-          }
-        }
+        features::pg::append_copy_text(out, s);
       }
       return;
     }
