@@ -3,12 +3,22 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <fstream>
+#include <string>
 
 #include "core/npy.hpp"
 
 namespace deskml::cli {
 
 double peak_rss_mb() {
+  // VmHWM, this address space's resident high-water mark. Not getrusage's
+  // ru_maxrss: that survives exec, so a process started by a big parent (a
+  // Python benchmark driver holding a million rows) would report the parent's
+  // pages, which fork mapped into it before exec, as its own peak.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // in kB
+  }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
