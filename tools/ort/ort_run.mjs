@@ -12,7 +12,7 @@
 // disabled|basic|extended|all (default all), --no-spin (ORT's intra-op threads sleep instead of
 // spin-waiting). Errors go to stderr with exit status 1 (2 for bad arguments).
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,14 @@ import { parseArgs } from 'node:util';
 import { readNpy, writeNpy } from './npy.mjs';
 
 const require = createRequire(import.meta.url);
+
+// VmHWM, this process's resident high-water mark, as deskml's own bench reads it.
+// Not resourceUsage().maxRSS (getrusage): that survives exec, so it would count
+// the pages of the benchmark driver that started this process.
+function peakRssMb() {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024; // both in KiB
+}
 
 class UsageError extends Error {}
 
@@ -223,7 +231,7 @@ async function main() {
       min_ms: times[0],
       items_per_s: (opts.batch * 1000) / median,
       load_ms: loadMs,
-      peak_rss_mb: process.resourceUsage().maxRSS / 1024, // maxRSS is in KiB
+      peak_rss_mb: peakRssMb(),
     };
     if (opts.json) {
       process.stdout.write(JSON.stringify(report) + '\n');
