@@ -115,16 +115,7 @@ TEST_F(FeatureServiceTest, DeadlinesAndCancellation) {
 
 TEST_F(FeatureServiceTest, LatencyThroughTheCppApi) {
   ASSERT_TRUE(service_->infer("breast_cancer", "clinic", {Key(int64_t{1})}).get().ok());  // loads the model
-  std::vector<double> ms;
-  for (int i = 0; i < 300; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto r = service_->infer("breast_cancer", "clinic", {Key(int64_t{1 + i % 569})}).get();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    ASSERT_TRUE(r.ok()) << r.status().to_string();
-  }
-  std::printf("C++ API, SQLite, one key: p50 %.3f ms, p99 %.3f ms (300 requests)\n", percentile(ms, 0.5),
-              percentile(ms, 0.99));
-  EXPECT_LT(percentile(ms, 0.5), 50.0);
+  ASSERT_NO_FATAL_FAILURE(time_cpp_lookups(*service_, "SQLite"));
 }
 
 TEST_F(FeatureServiceTest, OverHttp) {
@@ -156,18 +147,7 @@ TEST_F(FeatureServiceTest, OverHttp) {
       http.post("/v2/models/breast_cancer/infer", R"({"features": {"source": "clinic", "keys": [1.5]}})", serve.token);
   EXPECT_EQ(bad_key.status, 400) << bad_key.body;
 
-  std::vector<double> ms;
-  for (int i = 0; i < 300; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto r =
-        http.post("/v2/models/breast_cancer/infer",
-                  R"({"features": {"source": "clinic", "keys": [)" + std::to_string(1 + i % 569) + "]}}", serve.token);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    ASSERT_EQ(r.status, 200) << r.body;
-  }
-  std::printf("HTTP, SQLite, one key: p50 %.3f ms, p99 %.3f ms (300 requests, one keep-alive connection)\n",
-              percentile(ms, 0.5), percentile(ms, 0.99));
-  EXPECT_LT(percentile(ms, 0.5), 50.0);
+  ASSERT_NO_FATAL_FAILURE(time_http_lookups(http, serve.token, "SQLite"));
 }
 
 }  // namespace

@@ -643,16 +643,7 @@ TEST_F(PostgresTest, OnlineLookupsOverTheCppApiAndHttp) {
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     EXPECT_TRUE(close(r->outputs[0].second.data<float>()[0], want.at(5)[0], 1e-4, 1e-5));
     EXPECT_TRUE(close(r->outputs[1].second.data<float>()[1], want.at(2)[2], 1e-4, 1e-5));
-    std::vector<double> ms;
-    for (int i = 0; i < 300; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      auto one = service->infer("breast_cancer", "clinic", {Key(int64_t{1 + i % 569})}).get();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      ASSERT_TRUE(one.ok()) << one.status().to_string();
-    }
-    std::printf("C++ API, PostgreSQL, one key: p50 %.3f ms, p99 %.3f ms (300 requests)\n", percentile(ms, 0.5),
-                percentile(ms, 0.99));
-    EXPECT_LT(percentile(ms, 0.5), 50.0);
+    ASSERT_NO_FATAL_FAILURE(time_cpp_lookups(*service, "PostgreSQL"));
   }
 
   ServeProcess serve(repo, dir_.path());
@@ -662,18 +653,7 @@ TEST_F(PostgresTest, OnlineLookupsOverTheCppApiAndHttp) {
       http.post("/v2/models/breast_cancer/infer", R"({"features": {"source": "clinic", "keys": [7, 8]}})", serve.token);
   ASSERT_EQ(ok.status, 200) << ok.body;
   EXPECT_TRUE(close(ok.json()["outputs"][0]["data"][2].get<double>(), want.at(8)[0], 1e-4, 1e-5)) << ok.body;
-  std::vector<double> ms;
-  for (int i = 0; i < 300; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto r =
-        http.post("/v2/models/breast_cancer/infer",
-                  R"({"features": {"source": "clinic", "keys": [)" + std::to_string(1 + i % 569) + "]}}", serve.token);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    ASSERT_EQ(r.status, 200) << r.body;
-  }
-  std::printf("HTTP, PostgreSQL, one key: p50 %.3f ms, p99 %.3f ms (300 requests, one keep-alive connection)\n",
-              percentile(ms, 0.5), percentile(ms, 0.99));
-  EXPECT_LT(percentile(ms, 0.5), 50.0);
+  ASSERT_NO_FATAL_FAILURE(time_http_lookups(http, serve.token, "PostgreSQL"));
 
   // The request's deadline (parameters.timeout, in microseconds) bounds the lookup.
   const auto t0 = std::chrono::steady_clock::now();

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "features/feature_service.hpp"
 #include "features_test_util.hpp"
 
 namespace deskml::features::testing {
@@ -124,6 +125,39 @@ inline void write_repository_with_source(const fs::path& repo, const std::string
 inline double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+// The online-lookup latency the tests report: 300 one-key requests for the
+// breast-cancer model (keys 1..569 in turn) from source "clinic", each checked,
+// then p50/p99 printed under `backend`. Call through ASSERT_NO_FATAL_FAILURE.
+constexpr int kLatencyRequests = 300;
+
+inline void time_cpp_lookups(FeatureService& service, const char* backend) {
+  std::vector<double> ms;
+  for (int i = 0; i < kLatencyRequests; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = service.infer("breast_cancer", "clinic", {Key(int64_t{1 + i % 569})}).get();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+  }
+  std::printf("C++ API, %s, one key: p50 %.3f ms, p99 %.3f ms (%d requests)\n", backend, percentile(ms, 0.5),
+              percentile(ms, 0.99), kLatencyRequests);
+  EXPECT_LT(percentile(ms, 0.5), 50.0);
+}
+
+inline void time_http_lookups(HttpClient& http, const std::string& token, const char* backend) {
+  std::vector<double> ms;
+  for (int i = 0; i < kLatencyRequests; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r =
+        http.post("/v2/models/breast_cancer/infer",
+                  R"({"features": {"source": "clinic", "keys": [)" + std::to_string(1 + i % 569) + "]}}", token);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  std::printf("HTTP, %s, one key: p50 %.3f ms, p99 %.3f ms (%d requests, one keep-alive connection)\n", backend,
+              percentile(ms, 0.5), percentile(ms, 0.99), kLatencyRequests);
+  EXPECT_LT(percentile(ms, 0.5), 50.0);
 }
 
 }  // namespace deskml::features::testing
