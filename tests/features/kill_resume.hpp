@@ -6,6 +6,7 @@
 // written exactly once.
 #pragma once
 
+#include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -85,6 +86,15 @@ inline KillStats kill_and_resume(const KillPlan& plan, const fs::path& dir, uint
 }
 
 // The JSON summary `deskml score` prints on stdout.
+// Prints what the kills hit and checks enough of them landed while rows were
+// being written: fewer would not test the resume.
+inline void expect_kills_landed(const char* what, const KillStats& stats, double full_run_seconds) {
+  std::printf("%s: %d kills, %d mid-run, %d finished first (full run %.2f s)\n", what, stats.kills, stats.mid_run,
+              stats.finished_before_kill, full_run_seconds);
+  EXPECT_GE(stats.kills, 10);
+  EXPECT_GE(stats.mid_run, 5) << "too few kills landed while rows were being written";
+}
+
 inline nlohmann::json summary_of(const Outcome& o) {
   return nlohmann::json::parse(o.out.substr(0, o.out.find('\n')), nullptr, false);
 }
