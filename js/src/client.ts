@@ -274,7 +274,7 @@ export class DeskmlClient {
    * With `binary` (the default) tensors travel as raw bytes both ways; otherwise as JSON. Either way
    * the outputs come back as typed tensors.
    */
-  infer(model: string, inputs: Tensor[], options: InferOptions = {}): Promise<InferResult> {
+  async infer(model: string, inputs: Tensor[], options: InferOptions = {}): Promise<InferResult> {
     const binary = options.binary ?? true;
     const { body, parts } = buildInferBody(inputs, options, binary ? 'binary' : 'json');
     const what = `infer '${model}'`;
@@ -384,7 +384,7 @@ export class DeskmlClient {
    * Opens the WebSocket stream `/v2/stream`; the token travels as the subprotocol `bearer.<token>`
    * (browsers cannot set headers on a WebSocket).
    */
-  stream(options: CallOptions = {}): Promise<InferenceStream> {
+  async stream(options: CallOptions = {}): Promise<InferenceStream> {
     const Impl = this.WebSocketImpl;
     if (!Impl) {
       throw new DeskmlError('no WebSocket implementation: pass { WebSocket } (in Node, use deskml/node)');

@@ -122,11 +122,12 @@ export class InferenceStream {
    * Sends one inference request and resolves with its answer (rejects with DeskmlError when it fails
    * or is cancelled). The id is `options.id`, else a fresh one; `options.signal` cancels it.
    */
-  infer(model: string, inputs: Tensor[], options: StreamInferOptions = {}): Promise<InferResult> {
+  async infer(model: string, inputs: Tensor[], options: StreamInferOptions = {}): Promise<InferResult> {
     return this.send(model, inputs, options).result;
   }
 
-  /** Like `infer`, but also returns the request's id (for `cancel`). */
+  /** Like `infer`, but also returns the request's id (for `cancel`); throws DeskmlError at once for a
+   *  bad tensor or a closed stream. */
   send(model: string, inputs: Tensor[], options: StreamInferOptions = {}): { id: string; result: Promise<InferResult> } {
     if (this.closedError) throw this.closedError;
     const id = options.id ?? `r${this.nextId++}`;
