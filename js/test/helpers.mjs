@@ -33,6 +33,16 @@ export const CHAIN_SIZE = 320;
  *  model: 24 chained MatMuls). Returns { dir, remove }. */
 export function makeRepository() {
   const dir = mkdtempSync(join(tmpdir(), 'deskml-js-'));
+  try {
+    fillRepository(dir);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function fillRepository(dir) {
   mkdirSync(join(dir, 'mlp', '1'), { recursive: true });
   copyFileSync(join(MLP, 'model.onnx'), join(dir, 'mlp', '1', 'model.onnx'));
   for (const dt of ECHO_TYPES) {
@@ -42,7 +52,6 @@ export function makeRepository() {
   }
   mkdirSync(join(dir, 'chain', '1'), { recursive: true });
   writeFileSync(join(dir, 'chain', '1', 'model.onnx'), matmulChainModel(24));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Checks |a - b| <= atol + rtol * |b| element-wise. */
