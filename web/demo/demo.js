@@ -170,6 +170,7 @@ let sendTimer = null;
 let digitInFlight = false;
 let digitDirty = false; // drawn since the request in flight was sent
 let digitFinalWanted = false;
+let generation = 0; // bumped by Clear: answers for an earlier drawing are dropped
 
 function sizePad() {
   const dpr = window.devicePixelRatio || 1;
@@ -235,6 +236,7 @@ $("clear").addEventListener("click", () => {
   strokes = [];
   drawing = null;
   digitFinalWanted = false;
+  generation++;
   redraw();
   showDigit(null);
 });
@@ -302,13 +304,14 @@ async function sendDigit(final) {
   digitInFlight = true;
   digitDirty = false;
   const isFinal = digitFinalWanted && !drawing;
+  const sentFor = generation;
   const pixels = digitPixels(strokes);
   showSeen(pixels);
   try {
     const { msg, ms } = await infer(DIGITS_MODEL, [
       { name: digitInput, datatype: "FP32", shape: [1, 1, 8, 8], data: Array.from(pixels, (v) => +v.toFixed(3)) },
     ]);
-    if (strokes.length) showDigit(msg.outputs[0].data, ms, isFinal && !digitDirty);
+    if (sentFor === generation && strokes.length) showDigit(msg.outputs[0].data, ms, isFinal && !digitDirty);
   } catch (e) {
     showError(`digits: ${e.message || e}`);
   } finally {
