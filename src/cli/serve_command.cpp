@@ -1,4 +1,4 @@
-// deskml serve --models DIR [--host 127.0.0.1] [--port N|0] [--token TOKEN] ...
+// deskml serve --models DIR [--host 127.0.0.1] [--port N|0] [--token TOKEN] [--ui DIR] ...
 // Serves a model repository over HTTP (KServe v2; docs/SERVER.md). Once listening,
 // prints one JSON line on stdout ({"host", "port", "token", "token_file"}) for the
 // parent process to read; logs go to stderr.
@@ -32,6 +32,15 @@ Status serve(ServeOptions opts) {
     if (const char* env = std::getenv("DESKML_TOKEN"); env && *env) opts.server.token = env;
   }
   opts.server.max_body_bytes = opts.max_body_mb << 20;
+  if (!opts.server.ui_dir.empty()) {
+    // Canonical once: every file served must resolve to a path under this one.
+    std::error_code ec;
+    const auto ui = std::filesystem::canonical(opts.server.ui_dir, ec);
+    if (ec || !std::filesystem::is_directory(ui))
+      return invalid_argument("--ui " + opts.server.ui_dir + ": not a folder");
+    if (opts.stdio) return invalid_argument("--ui serves files over HTTP; it cannot go with --stdio");
+    opts.server.ui_dir = ui.string();
+  }
 
   serving::RuntimeOptions ro;
   ro.repository = opts.models;
@@ -103,6 +112,11 @@ void add_serve_command(CLI::App& app) {
   cmd->add_flag("--open-inference", opts->server.open_inference,
                 "Let inference, metadata, readiness and streaming through without the bearer token (Host and "
                 "Origin are still checked); repository load/unload/index, statistics and /metrics always need it");
+  cmd->add_option("--ui", opts->server.ui_dir,
+                  "Serve this folder's files at / (GET and HEAD, / is index.html) without the token, for a page "
+                  "that calls the API from the same origin, e.g. --ui web/demo. Hidden files and paths leaving "
+                  "the folder (.., symlinks) are 404; Host and Origin are still checked")
+      ->check(CLI::ExistingDirectory);
   cmd->add_flag("--allow-null-origin", opts->server.allow_null_origin,
                 "Accept requests with 'Origin: null' (sandboxed iframes, file:// pages); refused by default");
   cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (default 64); larger: 413")

@@ -9,6 +9,7 @@
 #include "server/errors.hpp"
 #include "server/handlers.hpp"
 #include "server/router.hpp"
+#include "server/static_files.hpp"
 #include "server/streaming.hpp"
 #include "server/ws_session.hpp"
 #include "serving/log.hpp"
@@ -62,6 +63,8 @@ void HttpSession::read_header() {
   parser_->header_limit(state_->options.max_header_bytes);
   parser_->body_limit(state_->options.max_body_bytes);
   route_.reset();
+  static_file_ = false;
+  head_ = false;
   cors_origin_.clear();
   stream_.expires_after(state_->options.idle_timeout);
   http::async_read_header(stream_, buffer_, *parser_,
@@ -135,6 +138,20 @@ std::optional<Response> HttpSession::screen(const Request& req) {
     cors_origin_ = std::string(origin->value());
   }
   if (req.method() == http::verb::options) return std::nullopt;  // a CORS preflight needs no token
+  if (!state_->options.ui_dir.empty() && is_static_target(req.target())) {
+    // The UI's files: no token (the page holds no secret); Host and Origin were checked above.
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      Response res = error_response(http::status::method_not_allowed, "use GET or HEAD for the UI's files");
+      res.set(http::field::allow, "GET, HEAD");
+      return res;
+    }
+    if (const auto len = parser_->content_length(); len && *len > 0) {
+      return error_response(http::status::bad_request, "a request for a UI file has no body");
+    }
+    static_file_ = true;
+    head_ = req.method() == http::verb::head;
+    return std::nullopt;
+  }
   auto r = route(req.target());
   const bool is_public =
       r.ok() && (r->public_endpoint || (state_->options.open_inference && !is_management(r->endpoint)));
@@ -189,6 +206,7 @@ void HttpSession::on_body(beast::error_code ec) {
     return close();
   }
   bytes_in_ = parser_->get().body().size();
+  if (static_file_) return serve_static_file();
   // No timer while the runtime works: a request may legitimately take long.
   stream_.expires_never();
   if (route_->endpoint == Endpoint::kStream) return upgrade(parser_->release());
@@ -206,6 +224,31 @@ void HttpSession::on_body(beast::error_code ec) {
   handle(*state_, *route_, parser_->release(), stream_.get_executor(), std::move(done), context);
 }
 
+// UI files are small and local: read on the I/O thread (the blocking pool is for model loads,
+// which may take seconds).
+void HttpSession::serve_static_file() {
+  busy_ = true;
+  auto file = read_static_file(state_->options.ui_dir, parser_->get().target(), state_->options.max_ui_file_bytes);
+  if (!file.ok()) {
+    const bool missing = file.status().code() == StatusCode::kNotFound;
+    return send(missing ? error_response(http::status::not_found, "no such file") : error_response(file.status()),
+                false);
+  }
+  Response res{http::status::ok, version_};
+  res.set(http::field::content_type, file->content_type);
+  res.set(http::field::cache_control, "no-cache");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Referrer-Policy", "no-referrer");
+  if (file->content_type.substr(0, 9) == "text/html") {
+    // The page may talk to this server only, load nothing from elsewhere, and run no inline script.
+    res.set("Content-Security-Policy",
+            "default-src 'self'; connect-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+            "base-uri 'none'; form-action 'none'");
+  }
+  res.body() = std::move(file->body);
+  send(std::move(res), false);
+}
+
 void HttpSession::send(Response res, bool close) {
   res.version(version_);
   res.set(http::field::server, "deskml");
@@ -219,6 +262,11 @@ void HttpSession::send(Response res, bool close) {
   close = close || !keep_alive_ || state_->stopping.load();
   res.keep_alive(!close);
   res.prepare_payload();
+  if (head_) {  // the headers a GET would get, Content-Length included, and no body
+    const size_t length = res.body().size();
+    res.body().clear();
+    res.content_length(length);
+  }
   response_ = std::make_shared<Response>(std::move(res));
   stream_.expires_after(std::chrono::seconds(30));
   http::async_write(stream_, *response_,

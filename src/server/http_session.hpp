@@ -46,6 +46,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<Response> screen(const Request& req);
   // Sends `res` (CORS and connection headers added); `close` ends the connection after it.
   void send(Response res, bool close);
+  void serve_static_file();
   void on_write(boost::beast::error_code ec, bool close);
   // The request is answered: read the next one (or let the pending watch do it).
   void next_request();
@@ -78,6 +79,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::string remote_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<Route> route_;
+  bool static_file_ = false;  // the request is for a file of the --ui folder
+  bool head_ = false;         // a HEAD request: the response goes without its body
   std::shared_ptr<Response> response_;  // alive until its write completes
   std::string cors_origin_;             // the request's allowed Origin, echoed back
   std::string continue_;                // "100 Continue" while it is being written

@@ -21,6 +21,10 @@ struct ServerOptions {
   bool allow_null_origin = false;  // accept `Origin: null` (sandboxed frames, file:// pages)
   std::string unix_path;           // --unix: also listen on this Unix domain socket (mode 0600)
   int io_threads = 2;              // threads running the sockets; inference runs on the runtime's
+  // --ui: a folder (canonical, symlinks resolved) whose files are served at `/` without a token;
+  // empty: no UI, and `/` is an unknown endpoint.
+  std::string ui_dir;
+  size_t max_ui_file_bytes = size_t{16} << 20;  // a larger UI file is answered 500
 
   // Bounds on what a client may send.
   size_t max_body_bytes = size_t{64} << 20;

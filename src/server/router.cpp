@@ -14,22 +14,6 @@ int hex_value(char c) {
   return -1;
 }
 
-Result<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) return invalid_argument("bad percent-encoding in the path");
-    const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-    if (hi < 0 || lo < 0) return invalid_argument("bad percent-encoding in the path");
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return out;
-}
-
 Result<std::vector<std::string>> split_path(std::string_view path) {
   std::vector<std::string> parts;
   size_t start = 1;
@@ -55,6 +39,22 @@ Result<int64_t> parse_version(const std::string& s) {
 }
 
 }  // namespace
+
+Result<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return invalid_argument("bad percent-encoding in the path");
+    const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return invalid_argument("bad percent-encoding in the path");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
 
 Result<Route> route(std::string_view target) {
   std::string_view path = target.substr(0, target.find('?'));

@@ -40,6 +40,9 @@ struct Route {
 // even when --open-inference lets inference and metadata through without one.
 bool is_management(Endpoint e);
 
+// `%XX` escapes decoded; InvalidArgument for a malformed one. Nothing else is special.
+Result<std::string> percent_decode(std::string_view s);
+
 // NotFound for an unknown path, InvalidArgument for a bad model name or version.
 Result<Route> route(std::string_view target);
 

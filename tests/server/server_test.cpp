@@ -1046,3 +1046,147 @@ TEST(ServerUnixSocket, RefusesToReplaceAFileThatIsNotASocket) {
 }
 
 }  // namespace
+
+// ---- --ui: the folder of a page served at / ---------------------------------------------
+
+class ServerUi : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    repo_ = new TempDir();
+    ui_ = new TempDir();
+    outside_ = new TempDir();
+    write_file(repo_->path() / "affine" / "1" / "model.onnx", models::affine_model(2.f, 1.f));
+    const fs::path ui = ui_->path() / "ui";
+    write_file(ui / "index.html", kIndex);
+    write_file(ui / "app.js", "console.log('demo');\n");
+    write_file(ui / "style.css", "body { margin: 0; }\n");
+    write_file(ui / "sub" / "index.html", "<p>sub</p>");
+    write_file(ui / ".hidden", "hidden");
+    write_file(ui / ".git" / "config", "hidden");
+    write_file(ui / "big.bin", std::string((size_t{16} << 20) + 1, 'x'));
+    write_file(ui_->path() / "secret.txt", kSecret);  // beside the folder, not in it
+    write_file(outside_->path() / "secret.txt", kSecret);
+    fs::create_symlink(outside_->path() / "secret.txt", ui / "link-out.txt");
+    fs::create_symlink(outside_->path(), ui / "dir-out");
+    fs::create_symlink(ui / "app.js", ui / "link-in.js");  // stays inside: served
+    server_ = new ServerProcess(repo_->path(), {"--port", "0", "--threads", "1", "--ui", ui.string()});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete outside_;
+    delete ui_;
+    delete repo_;
+  }
+  // No token: the page's files need none.
+  static Reply get(const std::string& target, std::vector<std::string> headers = {}) {
+    return server_->call("GET", target, "", std::move(headers), false);
+  }
+  static constexpr const char* kIndex = "<!doctype html><title>demo</title>";
+  static constexpr const char* kSecret = "the secret stays home";
+  static TempDir *repo_, *ui_, *outside_;
+  static ServerProcess* server_;
+};
+TempDir* ServerUi::repo_ = nullptr;
+TempDir* ServerUi::ui_ = nullptr;
+TempDir* ServerUi::outside_ = nullptr;
+ServerProcess* ServerUi::server_ = nullptr;
+
+TEST_F(ServerUi, IndexIsServedAtTheRootWithoutAToken) {
+  ASSERT_GT(server_->port, 0) << server_->ready_line;
+  for (const std::string target : {"/", "/index.html", "/?x=1", "/#frag"}) {
+    const Reply r = get(target);
+    EXPECT_EQ(r.status, 200) << target;
+    EXPECT_EQ(r.body, kIndex) << target;
+    EXPECT_EQ(r.header("content-type"), "text/html; charset=utf-8");
+    EXPECT_EQ(r.header("x-content-type-options"), "nosniff");
+    EXPECT_EQ(r.header("referrer-policy"), "no-referrer");
+    EXPECT_NE(r.header("content-security-policy").find("connect-src 'self'"), std::string::npos);
+  }
+  const Reply sub = get("/sub/");
+  EXPECT_EQ(sub.status, 200);
+  EXPECT_EQ(sub.body, "<p>sub</p>");
+  EXPECT_EQ(get("/sub").body, "<p>sub</p>");
+  EXPECT_EQ(get("/nothing.html").status, 404);
+}
+
+TEST_F(ServerUi, ContentTypeFollowsTheExtension) {
+  const Reply js = get("/app.js");
+  EXPECT_EQ(js.status, 200);
+  EXPECT_EQ(js.header("content-type"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(js.body, "console.log('demo');\n");
+  EXPECT_TRUE(js.header("content-security-policy").empty());
+  EXPECT_EQ(get("/style.css").header("content-type"), "text/css; charset=utf-8");
+  EXPECT_EQ(get("/%61pp.js").body, js.body);  // percent-decoded
+  // A symlink that stays inside the folder is followed.
+  EXPECT_EQ(get("/link-in.js").body, js.body);
+}
+
+TEST_F(ServerUi, HeadGivesTheHeadersWithoutTheBodyAndOtherMethodsAre405) {
+  const Reply head = server_->call("HEAD", "/", "", {}, false);
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.header("content-length"), std::to_string(std::string(kIndex).size()));
+  EXPECT_EQ(head.header("content-type"), "text/html; charset=utf-8");
+  EXPECT_TRUE(head.body.empty());
+  const Reply post = server_->call("POST", "/index.html", "x", {}, false);
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.header("allow"), "GET, HEAD");
+}
+
+TEST_F(ServerUi, TraversalHiddenFilesAndSymlinksOutAreRefused) {
+  for (const std::string bad : {"/..%2f..%2fetc/passwd",
+                                "/%2e%2e/",
+                                "/%2e%2e/secret.txt",
+                                "/../secret.txt",
+                                "/..%2fsecret.txt",
+                                "/sub/..%2f..%2fsecret.txt",
+                                "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+                                "/%2fetc%2fpasswd",
+                                "//etc/passwd",
+                                "/.hidden",
+                                "/%2ehidden",
+                                "/.git/config",
+                                "/sub/../.hidden",
+                                "/link-out.txt",
+                                "/dir-out/secret.txt",
+                                "/dir-out/",
+                                "/a%00b",
+                                "/app.js%00.html",
+                                "/sub\\..\\..\\secret.txt",
+                                "/%5c..%5csecret.txt"}) {
+    const Reply r = get(bad);
+    EXPECT_TRUE(r.status == 404 || r.status == 400) << bad << " -> " << r.status;
+    EXPECT_EQ(r.body.find(kSecret), std::string::npos) << bad;
+    EXPECT_EQ(r.body.find("root:"), std::string::npos) << bad;
+  }
+  EXPECT_EQ(get("/%zz").status, 400);
+}
+
+TEST_F(ServerUi, FilesOverTheSizeLimitAreNotServed) { EXPECT_EQ(get("/big.bin").status, 500); }
+
+TEST_F(ServerUi, TheApiStillNeedsTheTokenAndHostAndOriginAreChecked) {
+  EXPECT_EQ(get("/v2").status, 401);
+  EXPECT_EQ(get("/v2/").status, 401);
+  EXPECT_EQ(get("/v2/models/affine").status, 401);
+  EXPECT_EQ(get("/metrics").status, 401);
+  EXPECT_EQ(server_->call("POST", "/v2/repository/index", "", {}, false).status, 401);
+  EXPECT_EQ(server_->call("GET", "/v2/models/affine").status, 200);
+  EXPECT_EQ(get("/v2/health/ready").status, 200);
+  // A page elsewhere, or a rebound DNS name, gets nothing, not even the UI's files.
+  EXPECT_EQ(get("/", {"Host: evil.example"}).status, 403);
+  EXPECT_EQ(get("/", {"Origin: https://evil.example"}).status, 403);
+  const Reply same = get("/", {"Origin: http://127.0.0.1:" + std::to_string(server_->port)});
+  EXPECT_EQ(same.status, 200);
+}
+
+TEST_F(ServerTest, WithoutUiTheRootIsAnUnknownEndpoint) {
+  EXPECT_EQ(server_->call("GET", "/").status, 404);
+  EXPECT_EQ(server_->call("GET", "/index.html").status, 404);
+  EXPECT_EQ(server_->call("GET", "/", "", {}, false).status, 401);
+}
+
+TEST(ServerUiOptions, RefusesAUiFolderThatDoesNotExist) {
+  TempDir repo;
+  ServerProcess s(repo.path(), {"--port", "0", "--ui", (repo.path() / "missing").string()});
+  EXPECT_EQ(s.port, 0);
+  EXPECT_NE(s.wait_exit(), 0);
+}
