@@ -70,6 +70,48 @@ bool convert(const Number& n, T& out) {
   return true;
 }
 
+// Clinger's fast path: a decimal of at most 15 significant digits (exact in a double)
+// scaled by at most 10^22 (also exact) is one correctly rounded multiplication or
+// division, so it equals what strtod and std::from_chars give. False: not that case.
+bool small_decimal(const char* s, const char* end, double& out) {
+  static constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const bool negative = *s == '-';
+  if (negative) ++s;
+  uint64_t w = 0;
+  int digits = 0, exp10 = 0;
+  bool fraction = false;
+  for (; s != end && *s != 'e' && *s != 'E'; ++s) {
+    if (*s == '.') {
+      fraction = true;
+      continue;
+    }
+    if (fraction) --exp10;
+    if (w == 0 && *s == '0') continue;  // leading zeros
+    if (++digits > 15) return false;
+    w = w * 10 + static_cast<uint64_t>(*s - '0');
+  }
+  if (s != end) {  // the exponent (the token is well formed: digits follow)
+    ++s;
+    const bool minus = *s == '-';
+    if (*s == '+' || *s == '-') ++s;
+    int x = 0;
+    for (; s != end; ++s) {
+      if (x > 100000) return false;
+      x = x * 10 + (*s - '0');
+    }
+    exp10 += minus ? -x : x;
+  }
+  double d = 0;
+  if (w != 0) {
+    if (exp10 < -22 || exp10 > 22) return false;
+    d = static_cast<double>(w);
+    d = exp10 < 0 ? d / kPow10[-exp10] : d * kPow10[exp10];
+  }
+  out = negative ? -d : d;
+  return true;
+}
+
 // A recursive-descent JSON reader over the text. Every method returns false where the
 // text is not JSON or not something this fast path handles; the caller then gives up.
 class Reader {
@@ -148,6 +190,7 @@ class Reader {
       // Correctly rounded, like the strtod nlohmann calls; out of range (which strtod
       // turns into inf or 0) is left to the DOM path.
       n.kind = Number::kFloat;
+      if (small_decimal(start, p_, n.d)) return true;
       r = std::from_chars(start, p_, n.d);
     }
     return r.ec == std::errc() && r.ptr == p_;

@@ -307,6 +307,39 @@ TEST(InferCodecFast, MutatedRequestsAgreeWithTheDom) {
   EXPECT_GT(taken, total / 50);
 }
 
+// Decimal numbers of every length and exponent convert bit for bit as strtod does.
+TEST(InferCodecFast, RandomDecimalsConvertLikeStrtod) {
+  std::mt19937_64 rng(2026);
+  for (int round = 0; round < 20; ++round) {
+    std::string data = "[";
+    const int n = 2000;
+    for (int i = 0; i < n; ++i) {
+      if (i > 0) data += ',';
+      if (rng() % 2) data += '-';
+      const int digits = 1 + static_cast<int>(rng() % 18);  // integers within 64 bits
+      const int point = static_cast<int>(rng() % (digits + 1));
+      std::string m;
+      for (int k = 0; k < digits; ++k) m += static_cast<char>('0' + rng() % 10);
+      // JSON: no leading zeros in the integer part
+      std::string integer = point == 0 ? "0" : m.substr(0, point);
+      while (integer.size() > 1 && integer[0] == '0') integer.erase(0, 1);
+      data += integer;
+      if (point < digits) data += "." + m.substr(point);
+      if (rng() % 3 == 0) {
+        data += rng() % 2 ? "e" : "E";
+        const int sign = static_cast<int>(rng() % 3);
+        if (sign == 1) data += '-';
+        if (sign == 2) data += '+';
+        data += std::to_string(rng() % 40);
+      }
+    }
+    data += "]";
+    EXPECT_TRUE(expect_agree(input("FP64", "[" + std::to_string(n) + "]", data)));
+    EXPECT_TRUE(expect_agree(input("FP32", "[" + std::to_string(n) + "]", data)));
+    if (HasFailure()) break;
+  }
+}
+
 // ---- the response writer ----
 
 Tensor make(DataType dtype, Shape shape) { return Tensor(dtype, std::move(shape)); }
