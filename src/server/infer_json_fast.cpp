@@ -387,8 +387,7 @@ bool read_input(Reader& in, InferRequest& req, const TensorLimits& limits) {
     }
     if (key == "parameters") {
       // Only parameters without binary_data_size (a binary input goes the DOM way).
-      return once(kParameters) &&
-             in.object([&](std::string_view k) { return k != "binary_data_size" && in.skip(); });
+      return once(kParameters) && in.object([&](std::string_view k) { return k != "binary_data_size" && in.skip(); });
     }
     return in.skip();
   });

@@ -132,7 +132,8 @@ void check_fast_parser(std::string_view body, const server::ServerOptions& optio
     const Tensor& x = a.inputs[i].second;
     const Tensor& y = b.inputs[i].second;
     same = a.inputs[i].first == b.inputs[i].first && x.dtype() == y.dtype() && x.shape() == y.shape() &&
-           x.dtype() != DataType::kString && (x.nbytes() == 0 || std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0);
+           x.dtype() != DataType::kString &&
+           (x.nbytes() == 0 || std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0);
   }
   for (size_t i = 0; same && i < a.outputs.size(); ++i) {
     same = a.outputs[i].name == b.outputs[i].name && a.outputs[i].binary == b.outputs[i].binary;

@@ -1,5 +1,7 @@
 // The JSON infer codec: the DOM-free request parser and response writer
 // (server/infer_json_fast.cpp) against the DOM path they stand in for.
+#include "server/infer_codec.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "server/infer_codec.hpp"
 #include "server/infer_json_fast.hpp"
 
 namespace deskml::server {
@@ -84,8 +85,7 @@ bool expect_agree(std::string_view text, int depth = kDepth) {
 }
 
 std::string input(const std::string& datatype, const std::string& shape, const std::string& data) {
-  return R"({"inputs":[{"name":"x","datatype":")" + datatype + R"(","shape":)" + shape + R"(,"data":)" + data +
-         "}]}";
+  return R"({"inputs":[{"name":"x","datatype":")" + datatype + R"(","shape":)" + shape + R"(,"data":)" + data + "}]}";
 }
 
 TEST(InferCodecFast, TakesTheLoadTestRequest) {
@@ -109,7 +109,8 @@ TEST(InferCodecFast, TakesEverydayVariations) {
       // id, parameters, outputs, key order, whitespace
       R"({"id":"req-1","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]})",
       R"( {"inputs":[{"data":[[1,2],[3,4]],"shape":[2,2],"datatype":"FP32","name":"x"}],"id":"a"} )",
-      "{\n\t\"inputs\" : [ { \"name\" : \"x\" , \"datatype\" : \"FP32\" , \"shape\" : [ 2 ] , \"data\" : [ 1 , 2 ] } ]\r\n}",
+      "{\n\t\"inputs\" : [ { \"name\" : \"x\" , \"datatype\" : \"FP32\" , \"shape\" : [ 2 ] , \"data\" : [ 1 , 2 ] } "
+      "]\r\n}",
       R"({"parameters":{"binary_data_output":true,"priority":5,"timeout":1000,"other":{"a":[1,"b",null]}},)"
       R"("inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}]})",
       R"({"parameters":{"binary_data_output":1},"inputs":[],"outputs":[{"name":"y"},{"name":"z","parameters":)"
@@ -159,37 +160,85 @@ TEST(InferCodecFast, TakesEverydayVariations) {
 TEST(InferCodecFast, LeavesTheRestToTheDomAndAgreesWithIt) {
   const std::vector<std::string> declined = {
       // errors of every kind
-      "", " ", "{", "[]", "null", "{}", R"({"inputs":{}})", R"({"inputs":[1]})", "{not json", R"({"inputs":[]} x)",
-      R"({"inputs":[]},)", R"({"inputs":[{}]})", R"({"id":1,"inputs":[]})", R"({"parameters":[],"inputs":[]})",
-      R"({"parameters":{"priority":1.5},"inputs":[]})", R"({"parameters":{"priority":1000001},"inputs":[]})",
+      "",
+      " ",
+      "{",
+      "[]",
+      "null",
+      "{}",
+      R"({"inputs":{}})",
+      R"({"inputs":[1]})",
+      "{not json",
+      R"({"inputs":[]} x)",
+      R"({"inputs":[]},)",
+      R"({"inputs":[{}]})",
+      R"({"id":1,"inputs":[]})",
+      R"({"parameters":[],"inputs":[]})",
+      R"({"parameters":{"priority":1.5},"inputs":[]})",
+      R"({"parameters":{"priority":1000001},"inputs":[]})",
       R"({"parameters":{"priority":18446744073709551615},"inputs":[]})",
-      R"({"parameters":{"timeout":-1},"inputs":[]})", R"({"parameters":{"timeout":"1"},"inputs":[]})",
-      R"({"parameters":{"timeout":9223372036854775808},"inputs":[]})", R"({"inputs":[],"outputs":{}})",
-      R"({"inputs":[],"outputs":[1]})", R"({"inputs":[],"outputs":[{"name":1}]})",
+      R"({"parameters":{"timeout":-1},"inputs":[]})",
+      R"({"parameters":{"timeout":"1"},"inputs":[]})",
+      R"({"parameters":{"timeout":9223372036854775808},"inputs":[]})",
+      R"({"inputs":[],"outputs":{}})",
+      R"({"inputs":[],"outputs":[1]})",
+      R"({"inputs":[],"outputs":[{"name":1}]})",
       R"({"inputs":[],"outputs":[{"name":"y","parameters":1}]})",
-      input("FP32", "[1,4]", "[1,2,3]"), input("FP32", "[1,4]", "[1,2,3,4,5]"), input("FP99", "[1]", "[1]"),
-      input("FP32", "[4]", R"([1,2,"x",4])"), input("FP32", "[1]", "[true]"), input("FP32", "[1]", "[null]"),
-      input("FP32", "[1]", "[NaN]"), input("FP32", "[1]", "[Infinity]"), input("FP32", "[1]", "[-Infinity]"),
-      input("FP32", "[1]", "[nan]"), input("FP32", "[1]", "[1e400]"), input("FP64", "[1]", "[-1e400]"),
-      input("FP64", "[1]", "[1e-400]"), input("FP32", "[1]", "[01]"), input("FP32", "[1]", "[1.]"),
-      input("FP32", "[1]", "[.5]"), input("FP32", "[1]", "[+1]"), input("FP32", "[1]", "[1e]"),
-      input("FP32", "[1]", "[0x10]"), input("FP32", "[1]", "[1,]"), input("FP32", "[1]", "[,1]"),
-      input("FP32", "[1]", "[- 1]"), input("INT64", "[1]", "[9223372036854775808]"),
-      input("INT64", "[1]", "[-9223372036854775809]"), input("UINT64", "[1]", "[18446744073709551616]"),
-      input("INT64", "[1]", "[1.0]"), input("INT64", "[1]", "[1e2]"), input("INT8", "[1]", "[128]"),
-      input("INT8", "[1]", "[-129]"), input("UINT8", "[1]", "[-1]"), input("UINT32", "[1]", "[4294967296]"),
-      input("BOOL", "[1]", "[1]"), input("BOOL", "[1]", "[tru]"), input("FP32", "[-1]", "[]"),
-      input("FP32", "[1099511627776,1099511627776]", "[]"), input("FP32", "[1.5]", "[1]"),
-      input("FP32", "[18446744073709551615]", "[]"), input("FP32", R"(["1"])", "[1]"), input("FP32", "1", "[1]"),
-      input("\"FP32\"", "[1]", "[1]"), input("FP32", "[1]", "{}"),
+      input("FP32", "[1,4]", "[1,2,3]"),
+      input("FP32", "[1,4]", "[1,2,3,4,5]"),
+      input("FP99", "[1]", "[1]"),
+      input("FP32", "[4]", R"([1,2,"x",4])"),
+      input("FP32", "[1]", "[true]"),
+      input("FP32", "[1]", "[null]"),
+      input("FP32", "[1]", "[NaN]"),
+      input("FP32", "[1]", "[Infinity]"),
+      input("FP32", "[1]", "[-Infinity]"),
+      input("FP32", "[1]", "[nan]"),
+      input("FP32", "[1]", "[1e400]"),
+      input("FP64", "[1]", "[-1e400]"),
+      input("FP64", "[1]", "[1e-400]"),
+      input("FP32", "[1]", "[01]"),
+      input("FP32", "[1]", "[1.]"),
+      input("FP32", "[1]", "[.5]"),
+      input("FP32", "[1]", "[+1]"),
+      input("FP32", "[1]", "[1e]"),
+      input("FP32", "[1]", "[0x10]"),
+      input("FP32", "[1]", "[1,]"),
+      input("FP32", "[1]", "[,1]"),
+      input("FP32", "[1]", "[- 1]"),
+      input("INT64", "[1]", "[9223372036854775808]"),
+      input("INT64", "[1]", "[-9223372036854775809]"),
+      input("UINT64", "[1]", "[18446744073709551616]"),
+      input("INT64", "[1]", "[1.0]"),
+      input("INT64", "[1]", "[1e2]"),
+      input("INT8", "[1]", "[128]"),
+      input("INT8", "[1]", "[-129]"),
+      input("UINT8", "[1]", "[-1]"),
+      input("UINT32", "[1]", "[4294967296]"),
+      input("BOOL", "[1]", "[1]"),
+      input("BOOL", "[1]", "[tru]"),
+      input("FP32", "[-1]", "[]"),
+      input("FP32", "[1099511627776,1099511627776]", "[]"),
+      input("FP32", "[1.5]", "[1]"),
+      input("FP32", "[18446744073709551615]", "[]"),
+      input("FP32", R"(["1"])", "[1]"),
+      input("FP32", "1", "[1]"),
+      input("\"FP32\"", "[1]", "[1]"),
+      input("FP32", "[1]", "{}"),
       // features, binary inputs, BYTES, escapes and non-ASCII, duplicates
-      R"({"features":{"source":"s","keys":[1,"a"]}})", R"({"features":{"source":"s","keys":[]}})",
+      R"({"features":{"source":"s","keys":[1,"a"]}})",
+      R"({"features":{"source":"s","keys":[]}})",
       R"({"inputs":[],"features":{"source":"s","keys":[1]}})",
       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}}]})",
       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1],"parameters":{"binary_data_size":4}}]})",
-      input("BYTES", "[2]", R"(["a","b"])"), input("BYTES", "[1]", R"(["h\u00e9llo"])"),
-      R"({"id":"a\"b","inputs":[]})", R"({"id":"caf\u00e9","inputs":[]})", "{\"id\":\"caf\xc3\xa9\",\"inputs\":[]}",
-      "{\"id\":\"bad\xff\",\"inputs\":[]}", "{\"id\":\"tab\there\",\"inputs\":[]}", R"({"\u0069d":"x","inputs":[]})",
+      input("BYTES", "[2]", R"(["a","b"])"),
+      input("BYTES", "[1]", R"(["h\u00e9llo"])"),
+      R"({"id":"a\"b","inputs":[]})",
+      R"({"id":"caf\u00e9","inputs":[]})",
+      "{\"id\":\"caf\xc3\xa9\",\"inputs\":[]}",
+      "{\"id\":\"bad\xff\",\"inputs\":[]}",
+      "{\"id\":\"tab\there\",\"inputs\":[]}",
+      R"({"\u0069d":"x","inputs":[]})",
       R"({"id":"a","id":"b","inputs":[]})",
       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"inputs":[]})",
       R"({"inputs":[{"name":"x","name":"y","datatype":"FP32","shape":[1],"data":[1]}]})",
@@ -251,7 +300,8 @@ TEST(InferCodecFast, DuplicateKeysKeepTheLastLikeTheDom) {
 }
 
 TEST(InferCodecFast, BinaryDataAfterTheJsonGoesTheDomWay) {
-  const std::string header = R"({"inputs":[{"name":"x","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}}]})";
+  const std::string header =
+      R"({"inputs":[{"name":"x","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}}]})";
   std::string body = header;
   const float v[2] = {1.5f, -2};
   body.append(reinterpret_cast<const char*>(v), sizeof v);
@@ -380,9 +430,8 @@ TEST(InferCodecWriter, SameBytesAsTheDomDump) {
   response.model = "mlp";
   response.version = 12;
   response.outputs = {
-      {"f32",
-       filled<float>({3, 4}, {0.1f, -0.0f, 0.0f, 1e-7f, 3.4028235e38f, -1.17549435e-38f, 1.4e-45f, nan, inf, -inf,
-                              123456789.0f, 0.3333333f})},
+      {"f32", filled<float>({3, 4}, {0.1f, -0.0f, 0.0f, 1e-7f, 3.4028235e38f, -1.17549435e-38f, 1.4e-45f, nan, inf,
+                                     -inf, 123456789.0f, 0.3333333f})},
       {"f64", filled<double>({5}, {0.1, -0.0, 1e300, 5e-324, 1.0 / 3})},
       {"f16", filled<Float16>({3}, {Float16(0.5f), Float16(-65504.0f), Float16(0.1f)})},
       {"bf16", filled<BFloat16>({2}, {BFloat16(1.5f), BFloat16(-3e38f)})},
