@@ -48,6 +48,38 @@ bool any_piece(std::string_view s, char sep, Fn fn) {
 
 }  // namespace
 
+void append_response_head(const Response& res, std::string& out) {
+  const unsigned version = res.version();
+  const unsigned code = res.result_int();
+  const char line[] = {'H',
+                       'T',
+                       'T',
+                       'P',
+                       '/',
+                       static_cast<char>('0' + version / 10 % 10),
+                       '.',
+                       static_cast<char>('0' + version % 10),
+                       ' ',
+                       static_cast<char>('0' + code / 100 % 10),
+                       static_cast<char>('0' + code / 10 % 10),
+                       static_cast<char>('0' + code % 10),
+                       ' '};
+  out.append(line, sizeof line);
+  auto reason = res.reason();
+  if (reason.empty()) reason = http::obsolete_reason(res.result());
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  for (const auto& field : res) {
+    const auto name = field.name_string();
+    const auto value = field.value();
+    out.append(name.data(), name.size());
+    out += ": ";
+    out.append(value.data(), value.size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
 HttpSession::HttpSession(Stream::socket_type socket, std::shared_ptr<ServerState> state, std::string remote)
     : stream_(std::move(socket)),
       state_(std::move(state)),
@@ -269,13 +301,20 @@ void HttpSession::send(Response res, bool close) {
   }
   response_ = std::make_shared<Response>(std::move(res));
   stream_.expires_after(std::chrono::seconds(30));
-  http::async_write(stream_, *response_,
-                    [self = shared_from_this(), close](beast::error_code ec, size_t) { self->on_write(ec, close); });
+  auto on_written = [self = shared_from_this(), close](beast::error_code ec, size_t) { self->on_write(ec, close); };
+  if (response_->chunked()) return http::async_write(stream_, *response_, std::move(on_written));
+  // A Content-Length body (every answer here): the header serialized once into one
+  // string and written with the body, which costs far less than Beast's serializer.
+  response_head_.clear();
+  append_response_head(*response_, response_head_);
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(response_head_), asio::buffer(response_->body())};
+  asio::async_write(stream_, buffers, std::move(on_written));
 }
 
 void HttpSession::on_write(beast::error_code ec, bool close) {
   log_access(status_, response_ ? response_->body().size() : 0);
   response_.reset();
+  response_head_.clear();
   state_->in_flight.fetch_sub(1);
   busy_ = false;
   cancel_.reset();

@@ -82,6 +82,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool static_file_ = false;  // the request is for a file of the --ui folder
   bool head_ = false;         // a HEAD request: the response goes without its body
   std::shared_ptr<Response> response_;  // alive until its write completes
+  std::string response_head_;           // its serialized header, while it is written
   std::string cors_origin_;             // the request's allowed Origin, echoed back
   std::string continue_;                // "100 Continue" while it is being written
   std::string ws_protocol_;             // `bearer.<token>` when the upgrade authenticated with it

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "features/feature_source.hpp"
+#include "server/infer_json_fast.hpp"
 
 namespace deskml::server {
 namespace {
@@ -29,6 +30,11 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
     }
     header = body.substr(0, *json_size);
     binary = body.substr(*json_size);
+  }
+  // The common request goes without a DOM; anything else (errors included) takes the
+  // DOM path below, which decides exactly as it always has.
+  if (binary.empty()) {
+    if (auto fast = parse_infer_request_fast(header, max_json_depth, limits)) return std::move(*fast);
   }
   DESKML_ASSIGN_OR_RETURN(json j, parse_json(header, max_json_depth));
   return parse_infer_request(j, binary, limits);
@@ -162,15 +168,68 @@ Result<json> infer_response_json(const serving::InferResponse& response, const I
 }
 
 Result<EncodedResponse> encode_infer_response(const serving::InferResponse& response, const InferRequest& request) {
-  std::string binary;
-  DESKML_ASSIGN_OR_RETURN(const json j, infer_response_json(response, request, binary));
+  // The bytes infer_response_json(...).dump() gives, written directly: keys in the
+  // order nlohmann's std::map keeps them (id, model_name, model_version, outputs; in an
+  // output data, datatype, name, parameters, shape).
+  auto write_output = [&](const std::string& name, bool binary_out, std::string& body, std::string& binary) -> Status {
+    const Tensor* t = serving::find_tensor(response.outputs, name);
+    if (!t) return invalid_argument("model '" + response.model + "' has no output '" + name + "'");
+    if (!t->defined()) return internal_error("output '" + name + "' was not produced");
+    body += '{';
+    if (!binary_out) {
+      body += "\"data\":";
+      append_tensor_json_data(body, *t);
+      body += ',';
+    }
+    body += "\"datatype\":";
+    append_json_string(body, dtype_kserve_name(t->dtype()));
+    body += ",\"name\":";
+    append_json_string(body, name);
+    if (binary_out) {
+      body += ",\"parameters\":{\"binary_data_size\":";
+      body += std::to_string(append_tensor_binary(*t, binary));
+      body += '}';
+    }
+    body += ",\"shape\":[";
+    for (size_t i = 0; i < t->shape().size(); ++i) {
+      if (i > 0) body += ',';
+      body += std::to_string(t->shape()[i]);
+    }
+    body += "]}";
+    return Status::Ok();
+  };
+
   EncodedResponse out;
-  out.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
-  const bool any_binary = std::any_of(j.at("outputs").begin(), j.at("outputs").end(),
-                                      [](const json& o) { return o.contains("parameters"); });
+  std::string& body = out.body;
+  std::string binary;
+  body.reserve(256);
+  body += '{';
+  if (!request.id.empty()) {
+    body += "\"id\":";
+    append_json_string(body, request.id);
+    body += ',';
+  }
+  body += "\"model_name\":";
+  append_json_string(body, response.model);
+  body += ",\"model_version\":";
+  append_json_string(body, std::to_string(response.version));
+  body += ",\"outputs\":[";
+  bool any_binary = false, first = true;
+  auto add = [&](const std::string& name, bool binary_out) -> Status {
+    if (!first) body += ',';
+    first = false;
+    any_binary = any_binary || binary_out;
+    return write_output(name, binary_out, body, binary);
+  };
+  if (request.outputs.empty()) {
+    for (const auto& [name, t] : response.outputs) DESKML_RETURN_IF_ERROR(add(name, request.binary_outputs));
+  } else {
+    for (const auto& w : request.outputs) DESKML_RETURN_IF_ERROR(add(w.name, w.binary));
+  }
+  body += "]}";
   if (!binary.empty() || any_binary) {
-    out.json_size = out.body.size();
-    out.body += binary;
+    out.json_size = body.size();
+    body += binary;
   }
   return out;
 }

@@ -20,6 +20,8 @@
 #include <string_view>
 
 #include "server/handlers.hpp"
+#include "server/infer_codec.hpp"
+#include "server/infer_json_fast.hpp"
 #include "server/router.hpp"
 #include "server/server_state.hpp"
 #include "serving/runtime.hpp"
@@ -111,6 +113,34 @@ void answer(Harness& h, const server::Route& route, server::Request req) {
 
 }  // namespace
 
+// The DOM-free infer request parser may only accept what the DOM path accepts, and
+// must then give the same request.
+void check_fast_parser(std::string_view body, const server::ServerOptions& options) {
+  const server::TensorLimits limits{options.max_tensor_elements};
+  auto fast = server::parse_infer_request_fast(body, options.max_json_depth, limits);
+  if (!fast) return;
+  auto j = server::parse_json(body, options.max_json_depth);
+  if (!j.ok()) Harness::fail("the fast parser accepted JSON the DOM refuses: " + j.status().message());
+  auto dom = server::parse_infer_request(*j, {}, limits);
+  if (!dom.ok()) Harness::fail("the fast parser accepted a request the DOM path refuses: " + dom.status().message());
+  const server::InferRequest& a = *fast;
+  const server::InferRequest& b = *dom;
+  bool same = a.id == b.id && a.inputs.size() == b.inputs.size() && a.outputs.size() == b.outputs.size() &&
+              !b.features && a.binary_outputs == b.binary_outputs && a.priority == b.priority &&
+              a.timeout_us == b.timeout_us;
+  for (size_t i = 0; same && i < a.inputs.size(); ++i) {
+    const Tensor& x = a.inputs[i].second;
+    const Tensor& y = b.inputs[i].second;
+    same = a.inputs[i].first == b.inputs[i].first && x.dtype() == y.dtype() && x.shape() == y.shape() &&
+           x.dtype() != DataType::kString &&
+           (x.nbytes() == 0 || std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) == 0);
+  }
+  for (size_t i = 0; same && i < a.outputs.size(); ++i) {
+    same = a.outputs[i].name == b.outputs[i].name && a.outputs[i].binary == b.outputs[i].binary;
+  }
+  if (!same) Harness::fail("the fast parser and the DOM path read a request differently");
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Harness& h = harness();
   const auto& options = h.state->options;
@@ -137,6 +167,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (ec || !parser.is_done()) return 0;
   server::Request req = parser.release();
+  check_fast_parser(req.body(), options);
 
   // What HttpSession::screen checks from the header.
   const auto& policy = h.state->policy;
