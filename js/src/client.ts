@@ -364,7 +364,7 @@ export class DeskmlClient {
             return { total: Number(msg.total), failed: Number(msg.failed) };
           }
           const answer = answerFromLine(msg);
-          // deskml's NDJSON lines carry the item's index, not its id: fill it in from the request.
+          // Lines carry the item's id; a server that sent only the index gets it filled in from the request.
           const itemId = items[answer.index]?.id;
           if (answer.id === undefined && itemId !== undefined) answer.id = itemId;
           yield answer;

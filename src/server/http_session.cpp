@@ -384,17 +384,21 @@ void HttpSession::start_item_stream(Request req) {
   watch_peer();
   // All at once, so the batcher can put them in one batch.
   for (size_t i = 0; i < items->size(); ++i) {
+    std::string item_id = (*items)[i].id;  // echoed on the item's line, answer or error
     submit_item(*state_, stream_.get_executor(), route_->model, route_->version,
                 std::make_shared<InferRequest>(std::move((*items)[i])), cancel_, request_id_ + "." + std::to_string(i),
-                [self = shared_from_this(), i](bool ok, json fields) { self->on_item(i, ok, std::move(fields)); });
+                [self = shared_from_this(), i, item_id = std::move(item_id)](bool ok, json fields) {
+                  self->on_item(i, item_id, ok, std::move(fields));
+                });
   }
 }
 
-void HttpSession::on_item(size_t index, bool ok, json fields) {
+void HttpSession::on_item(size_t index, const std::string& id, bool ok, json fields) {
   ++items_done_;
   if (!ok) ++items_failed_;
   if (!peer_gone_) {
     json line = {{"index", index}};
+    if (!id.empty()) line["id"] = id;
     if (ok) {
       line["model_name"] = std::move(fields["model_name"]);
       line["model_version"] = std::move(fields["model_version"]);

@@ -63,7 +63,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   // POST .../infer_stream: chunked NDJSON, one line per item as it completes.
   void start_item_stream(Request req);
-  void on_item(size_t index, bool ok, nlohmann::json fields);
+  void on_item(size_t index, const std::string& id, bool ok, nlohmann::json fields);
   void queue_chunk(std::string data);
   void write_chunks();
   void end_item_stream(bool failed);

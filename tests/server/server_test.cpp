@@ -615,8 +615,10 @@ TEST_F(ServerTest, InferStreamAnswersEachItemThenASummary) {
   constexpr int kItems = 6;
   json items = json::array();
   for (int i = 0; i < kItems; ++i) items.push_back(affine_item(static_cast<float>(i)));
+  items[2]["id"] = "item-2";  // echoed on its line; items without an id get none
   // One item names an input the model does not have: its line is an error, the rest succeed.
-  items.push_back({{"inputs", {{{"name", "nope"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {0, 0, 0, 0}}}}}});
+  items.push_back({{"id", "bad"},
+                   {"inputs", {{{"name", "nope"}, {"shape", {1, 4}}, {"datatype", "FP32"}, {"data", {0, 0, 0, 0}}}}}});
   Connection c(static_cast<uint16_t>(server_->port));
   post(c, *server_, "/v2/models/affine/infer_stream", json({{"items", items}}).dump());
   const Reply head = c.read_reply();
@@ -636,7 +638,13 @@ TEST_F(ServerTest, InferStreamAnswersEachItemThenASummary) {
     EXPECT_EQ(l["progress"]["total"], kItems + 1);
     if (i == kItems) {
       EXPECT_TRUE(l.contains("error")) << l.dump();
+      EXPECT_EQ(l.value("id", ""), "bad");
       continue;
+    }
+    if (i == 2) {
+      EXPECT_EQ(l.value("id", ""), "item-2");
+    } else {
+      EXPECT_FALSE(l.contains("id")) << l.dump();
     }
     ASSERT_TRUE(l.contains("outputs")) << l.dump();
     const std::vector<float> y = l["outputs"][0]["data"];
