@@ -76,68 +76,80 @@ Status bench_runtime(const BenchOptions& opts) {
   // do: callers never block a thread.
   // The callers' shared state; each completion callback captures only a pointer
   // to it and its caller's index, so the callback itself allocates nothing.
+  struct Caller {
+    alignas(64) Clock::time_point sent;
+    int64_t left = 0;  // requests this caller still sends (its share of --requests)
+    int64_t batched_rows = 0;
+    std::vector<double> latencies_ms;
+  };
   struct Callers {
     serving::Runtime* rt = nullptr;
     const serving::Tensors* feeds = nullptr;
-    std::atomic<int64_t> remaining{0};
-    std::atomic<int64_t> batched_rows{0};
-    std::vector<std::vector<double>> per_client;
-    std::vector<Clock::time_point> sent;
+    std::vector<Caller> callers;
+    std::atomic<bool> stop{false};
     std::mutex mutex;
     std::condition_variable all_done;
     int active = 0;
     Status failure;
 
-    void issue(size_t c) {
-      if (remaining.fetch_sub(1) <= 0) {
+    // `now`: when the caller's previous request was answered, which is when it
+    // sends the next one (one clock read serves both).
+    void issue(size_t c, Clock::time_point now) {
+      Caller& caller = callers[c];
+      if (caller.left-- <= 0 || stop.load(std::memory_order_relaxed)) {
         std::lock_guard lock(mutex);
         if (--active == 0) all_done.notify_all();
         return;
       }
-      sent[c] = Clock::now();
+      caller.sent = now;
       rt->infer_async("bench", *feeds, {}, [this, c](Result<serving::InferResponse> r) { done(c, r); });
     }
     void done(size_t c, const Result<serving::InferResponse>& r) {
-      per_client[c].push_back(ms_since(sent[c]));
+      const auto now = Clock::now();
+      Caller& caller = callers[c];
+      caller.latencies_ms.push_back(std::chrono::duration<double, std::milli>(now - caller.sent).count());
       if (!r.ok()) {
         {
           std::lock_guard lock(mutex);
           if (failure.ok()) failure = r.status();
         }
-        remaining = 0;
+        stop = true;
       } else {
-        batched_rows.fetch_add(r->batch_size, std::memory_order_relaxed);
+        caller.batched_rows += r->batch_size;
       }
-      issue(c);
+      issue(c, now);
     }
   };
   Callers callers;
   callers.rt = rt.get();
   callers.feeds = &feeds;
-  callers.remaining = opts.requests;
-  callers.per_client.resize(static_cast<size_t>(opts.clients));
-  callers.sent.resize(static_cast<size_t>(opts.clients));
+  callers.callers.resize(static_cast<size_t>(opts.clients));
   callers.active = opts.clients;
-  for (auto& v : callers.per_client) v.reserve(static_cast<size_t>(opts.requests / opts.clients + 2));
+  for (size_t c = 0; c < callers.callers.size(); ++c) {
+    Caller& caller = callers.callers[c];
+    caller.left = opts.requests / opts.clients + (static_cast<int64_t>(c) < opts.requests % opts.clients ? 1 : 0);
+    caller.latencies_ms.reserve(static_cast<size_t>(caller.left + 1));
+  }
   const auto start = Clock::now();
-  for (size_t c = 0; c < callers.per_client.size(); ++c) callers.issue(c);
+  for (size_t c = 0; c < callers.callers.size(); ++c) callers.issue(c, Clock::now());
   {
     std::unique_lock lock(callers.mutex);
     callers.all_done.wait(lock, [&] { return callers.active == 0; });
   }
   const double wall_ms = ms_since(start);
-  auto& per_client = callers.per_client;
-  auto& batched_rows = callers.batched_rows;
-  Status failure = callers.failure;
   std::vector<double> latencies;
-  for (const auto& v : per_client) latencies.insert(latencies.end(), v.begin(), v.end());
-  DESKML_RETURN_IF_ERROR(failure);
+  int64_t batched_rows = 0;
+  for (const auto& caller : callers.callers) {
+    latencies.insert(latencies.end(), caller.latencies_ms.begin(), caller.latencies_ms.end());
+    batched_rows += caller.batched_rows;
+  }
+  DESKML_RETURN_IF_ERROR(callers.failure);
   std::sort(latencies.begin(), latencies.end());
   const double n = static_cast<double>(latencies.size());
   const double requests_per_s = n * 1000.0 / wall_ms;
   const double p50 = percentile(latencies, 0.5), p90 = percentile(latencies, 0.9), p99 = percentile(latencies, 0.99);
   const double bare_p50 = percentile(bare, 0.5);
-  const double mean_batch = n > 0 ? static_cast<double>(batched_rows.load()) / n : 0;
+  const double mean_batch = n > 0 ? static_cast<double>(batched_rows) / n : 0;
 
   if (opts.json) {
     nlohmann::json j{{"model", opts.model},

@@ -122,6 +122,22 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::rows(int64_t begin, int64_t count) const {
+  if (shape_.empty() || begin < 0 || count < 0 || begin + count > shape_[0]) {
+    throw_status(invalid_argument("rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
+                                  ") are outside " + description()));
+  }
+  const int64_t row_elems = shape_[0] == 0 ? 0 : numel_ / shape_[0];
+  Tensor t;
+  t.dtype_ = dtype_;
+  t.shape_ = shape_;
+  t.shape_[0] = count;
+  t.numel_ = row_elems * count;
+  t.storage_ = storage_;
+  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * row_elems) * dtype_size(dtype_);
+  return t;
+}
+
 Tensor Tensor::clone() const {
   if (!defined()) return {};
   Tensor t(dtype_, shape_);

@@ -58,6 +58,9 @@ class Tensor {
 
   // Same storage, new shape with the same element count. Throws on mismatch.
   Tensor reshaped(Shape shape) const;
+  // Rows [begin, begin + count) along axis 0, sharing this tensor's storage (no
+  // copy). Throws on a scalar or a range outside dim 0.
+  Tensor rows(int64_t begin, int64_t count) const;
   // A deep copy with its own storage.
   Tensor clone() const;
   // Reads element i of an integer or floating tensor as int64 / double, whatever the dtype.

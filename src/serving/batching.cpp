@@ -48,8 +48,11 @@ Result<int64_t> batch_rows(const Tensors& inputs) {
 uint64_t batch_signature(const Tensors& inputs) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
-  for (const auto& [name, t] : inputs) {
-    mix(std::hash<std::string>{}(name));
+  // Names are left out: prepared inputs come in the model's declared order, and
+  // stackable() compares them.
+  mix(inputs.size());
+  for (const auto& input : inputs) {
+    const Tensor& t = input.second;
     mix(static_cast<uint64_t>(t.dtype()));
     mix(static_cast<uint64_t>(t.rank()));
     for (int64_t d = 1; d < t.rank(); ++d) mix(static_cast<uint64_t>(t.shape()[static_cast<size_t>(d)]));
@@ -98,17 +101,9 @@ Result<std::vector<Tensors>> split_outputs(const Tensors& outputs, const std::ve
       return invalid_model("output '" + name + "' has shape " + shape_to_string(t.shape()) + ", not a first axis of " +
                            std::to_string(total) + " rows; the model cannot be batched");
     }
-    // Each part is a view of its rows; together they keep the batch's tensor alive.
-    auto holder = std::make_shared<Tensor>(t);
-    const int64_t row_elems = total == 0 ? 0 : t.numel() / total;
-    const size_t row_bytes = static_cast<size_t>(row_elems) * dtype_size(t.dtype());
-    auto* base = static_cast<char*>(holder->raw_data());
     int64_t at = 0;
     for (size_t r = 0; r < rows.size(); ++r) {
-      Shape shape = t.shape();
-      shape[0] = rows[r];
-      void* data = base + static_cast<size_t>(at) * row_bytes;
-      parts[r].emplace_back(name, Tensor::wrap(t.dtype(), std::move(shape), data, std::shared_ptr<void>(holder, data)));
+      parts[r].emplace_back(name, t.rows(at, rows[r]));  // a view: the parts share the batch's storage
       at += rows[r];
     }
   }

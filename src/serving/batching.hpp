@@ -14,7 +14,7 @@ namespace deskml::serving {
 
 // Rows in a request: dim 0 of its inputs, which must all agree (and have rank >= 1).
 Result<int64_t> batch_rows(const Tensors& inputs);
-// A hash of what must agree for requests to be stacked (names, order, dtypes,
+// A hash of what must agree for requests to be stacked (input count, dtypes,
 // trailing dims); equal hashes are confirmed with stackable().
 uint64_t batch_signature(const Tensors& inputs);
 bool stackable(const Tensors& a, const Tensors& b);

@@ -198,7 +198,7 @@ Status LoadedModel::enqueue(const std::shared_ptr<PendingRequest>& request) {
       return Status(StatusCode::kResourceExhausted,
                     "the queue of model '" + name_ + "' is full (" + std::to_string(config_.max_queue) + " requests)");
     }
-    queue_.insert(request);
+    queue_.push(request);
     queued_hint_.store(queue_.size(), std::memory_order_release);
   }
   wake_.notify_one();
@@ -207,7 +207,7 @@ Status LoadedModel::enqueue(const std::shared_ptr<PendingRequest>& request) {
 
 bool LoadedModel::remove(const std::shared_ptr<PendingRequest>& request) {
   std::lock_guard lock(mutex_);
-  if (queue_.erase(request) == 0) return false;
+  if (!queue_.remove(request.get())) return false;
   queued_hint_.store(queue_.size(), std::memory_order_release);
   return true;
 }
@@ -226,36 +226,32 @@ size_t LoadedModel::outstanding() const {
 }
 
 std::vector<std::shared_ptr<PendingRequest>> LoadedModel::take_batch(std::unique_lock<std::mutex>& lock) {
-  // One pass in queue order picks the batch: the head, then every later request
-  // with the head's signature that still fits. Iterators, so taking them out
-  // needs no second search.
-  std::vector<decltype(queue_)::iterator> picked;
-  for (;;) {
-    picked.clear();
-    int64_t rows = 0;
-    const PendingRequest* head = nullptr;
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      const PendingRequest& r = **it;
-      // Answered requests (cancelled, expired) may linger until their canceller
-      // takes them out; drop them here so they never start.
-      if (r.state.load(std::memory_order_acquire) != PendingRequest::kQueued) {
-        it = queue_.erase(it);
-        continue;
-      }
-      if (head == nullptr) {
-        head = &r;
-      } else if (r.signature != head->signature || rows + r.rows > max_batch_ || !stackable(r.inputs, head->inputs)) {
-        ++it;
-        continue;
-      }
-      picked.push_back(it);
-      rows += r.rows;
-      if (max_batch_ <= 0 || rows == max_batch_) break;
-      ++it;
+  // The batch is the head of the queue and every later request with the head's
+  // signature that still fits. Requests answered meanwhile (cancelled, expired)
+  // are dropped on the way. When the batcher may wait for company, a first sweep
+  // sizes the batch and decides; the last sweep takes it out.
+  const PendingRequest* head = nullptr;
+  int64_t rows = 0;
+  auto pick = [&](const PendingRequest& r) {
+    if (r.state.load(std::memory_order_acquire) != PendingRequest::kQueued) return RequestQueue::Pick::kDrop;
+    if (head == nullptr) {
+      head = &r;
+    } else if (r.signature != head->signature || rows + r.rows > max_batch_ || !stackable(r.inputs, head->inputs)) {
+      return RequestQueue::Pick::kLeave;
     }
+    rows += r.rows;
+    const bool last = max_batch_ <= 0 || rows == max_batch_;
+    return last ? RequestQueue::Pick::kStop : RequestQueue::Pick::kTake;
+  };
+  // With no queue delay configured there is nothing to wait for: one sweep
+  // takes the batch.
+  const bool may_wait = max_batch_ > 0 && config_.max_queue_delay.count() > 0;
+  while (may_wait) {
+    head = nullptr;
+    rows = 0;
+    queue_.sweep(pick, nullptr);
     queued_hint_.store(queue_.size(), std::memory_order_release);
-    if (picked.empty()) return {};
-    if (max_batch_ <= 0) break;
+    if (head == nullptr) return {};
     const auto& preferred = config_.preferred_batch_sizes;
     const bool full = rows >= max_batch_ || std::find(preferred.begin(), preferred.end(), rows) != preferred.end();
     // Wait for company only when it is likely to come: other requests are
@@ -263,25 +259,34 @@ std::vector<std::shared_ptr<PendingRequest>> LoadedModel::take_batch(std::unique
     // never waits.
     const bool expect_more = running_ > 0 || last_batch_rows_ > rows;
     const auto until = head->enqueued + config_.max_queue_delay;
-    if (full || stopping_ || config_.max_queue_delay.count() == 0 || !expect_more || Clock::now() >= until) {
-      last_batch_rows_ = rows;
-      break;
-    }
+    if (full || stopping_ || !expect_more || Clock::now() >= until) break;
     const size_t before = queue_.size();
     wake_.wait_until(lock, until, [&] { return stopping_ || queue_.size() != before; });
     if (queue_.empty()) return {};
   }
-  std::vector<std::shared_ptr<PendingRequest>> started;
-  started.reserve(picked.size());
-  for (const auto& it : picked) {
-    std::shared_ptr<PendingRequest> r = *it;
-    queue_.erase(it);
-    if (r->start()) started.push_back(std::move(r));
-  }
+  // The choice made again (or for the first time), now taking the requests out
+  // (kStop marks the one that filled the batch: it is taken too).
+  std::vector<std::shared_ptr<PendingRequest>> picked;
+  head = nullptr;
+  rows = 0;
+  bool filled = false;
+  queue_.sweep(
+      [&](const PendingRequest& r) {
+        if (filled) return RequestQueue::Pick::kStop;
+        auto p = pick(r);
+        if (p == RequestQueue::Pick::kStop) {
+          filled = true;
+          p = RequestQueue::Pick::kTake;
+        }
+        return p;
+      },
+      &picked);
+  last_batch_rows_ = rows;
+  std::erase_if(picked, [](const auto& r) { return !r->start(); });
   queued_hint_.store(queue_.size(), std::memory_order_release);
   // Sampled once per batch: a gauge update per request costs more than the request.
   metrics_.queue_depth->Set(static_cast<double>(queue_.size()));
-  return started;
+  return picked;
 }
 
 void LoadedModel::work(size_t instance) {
@@ -318,11 +323,9 @@ void LoadedModel::work(size_t instance) {
 void LoadedModel::run_batch(size_t instance, std::vector<std::shared_ptr<PendingRequest>>& batch) {
   const runtime::Session& session = *sessions_[instance];
   runtime::NamedValues feeds;
-  std::vector<int64_t> rows;
   runtime::RunOptions options;
   options.deadline = Clock::time_point::min();
   for (const auto& r : batch) {
-    rows.push_back(r->rows);
     options.deadline = std::max(options.deadline, r->options.deadline);
   }
   if (batch.size() == 1) {
@@ -344,24 +347,10 @@ void LoadedModel::run_batch(size_t instance, std::vector<std::shared_ptr<Pending
   const double compute_ms = ms_between(start, end);
   metrics_.compute_seconds->Observe(compute_ms / 1e3);
   metrics_.batch_size->Observe(static_cast<double>(batch.size()));
-
-  auto respond = [&](size_t i, Result<Tensors> outputs) {
-    const auto& r = batch[i];
-    metrics_.queue_seconds->Observe(ms_between(r->enqueued, start) / 1e3);
-    if (!outputs.ok()) {
-      r->finish(PendingRequest::kRunning, outputs.status());
-      return;
-    }
-    InferResponse resp;
-    resp.model = name_;
-    resp.version = files_.version;
-    resp.request_id = r->options.request_id;
-    resp.outputs = std::move(outputs).value();
-    resp.batch_size = static_cast<int>(batch.size());
-    resp.queue_ms = ms_between(r->enqueued, start);
-    resp.compute_ms = compute_ms;
-    r->finish(PendingRequest::kRunning, std::move(resp));
-  };
+  std::vector<double> queue_seconds;
+  queue_seconds.reserve(batch.size());
+  for (const auto& r : batch) queue_seconds.push_back(ms_between(r->enqueued, start) / 1e3);
+  Metrics::observe_latencies(*metrics_.queue_seconds, queue_seconds);
 
   Result<Tensors> all = out.ok() ? Result<Tensors>(Tensors{}) : Result<Tensors>(out.status());
   if (out.ok()) {
@@ -373,18 +362,62 @@ void LoadedModel::run_batch(size_t instance, std::vector<std::shared_ptr<Pending
       all->emplace_back(name, std::move(v.tensor));
     }
   }
-  if (batch.size() == 1 || !all.ok()) {
-    for (size_t i = 0; i < batch.size(); ++i) respond(i, all);
+  if (all.ok()) {
+    answer_batch(batch, std::move(all).value(), start, compute_ms);
   } else {
-    auto parts = split_outputs(*all, rows);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      respond(i, parts.ok() ? Result<Tensors>(std::move((*parts)[i])) : Result<Tensors>(parts.status()));
+    for (auto& r : batch) r->finish(PendingRequest::kRunning, all.status());
+  }
+  std::lock_guard lock(mutex_);
+  running_ -= batch.size();
+}
+
+// Answers a batch's requests with their rows of `outputs`: first every request
+// is claimed (those cancelled or expired meanwhile were answered already), then
+// the bookkeeping is done once for the batch, then each caller's callback runs.
+// A request whose batch has finished running gets its result even if it is
+// cancelled while earlier callbacks of the batch run.
+void LoadedModel::answer_batch(std::vector<std::shared_ptr<PendingRequest>>& batch, Tensors outputs,
+                               Clock::time_point start, double compute_ms) {
+  std::vector<int64_t> rows;
+  rows.reserve(batch.size());
+  for (const auto& r : batch) rows.push_back(r->rows);
+  std::vector<Tensors> parts;
+  if (batch.size() == 1) {
+    parts.push_back(std::move(outputs));
+  } else {
+    auto split = split_outputs(outputs, rows);
+    if (!split.ok()) {
+      for (auto& r : batch) r->finish(PendingRequest::kRunning, split.status());
+      return;
+    }
+    parts = std::move(split).value();
+  }
+  std::vector<PendingRequest*> claimed;
+  std::vector<InferResponse> responses;
+  claimed.reserve(batch.size());
+  responses.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    PendingRequest& r = *batch[i];
+    if (!r.claim(PendingRequest::kRunning)) continue;
+    InferResponse& resp = responses.emplace_back();
+    resp.model = name_;
+    resp.version = files_.version;
+    resp.request_id = std::move(r.options.request_id);  // claimed: nobody else reads it now
+    resp.outputs = std::move(parts[i]);
+    resp.batch_size = static_cast<int>(batch.size());
+    resp.queue_ms = ms_between(r.enqueued, start);
+    resp.compute_ms = compute_ms;
+    claimed.push_back(&r);
+  }
+  if (claimed.empty()) return;
+  if (auto* hook = claimed.front()->on_finish_batch) {
+    hook(claimed.data(), responses.data(), claimed.size(), claimed.front()->on_finish_arg);
+  } else {
+    for (size_t i = 0; i < claimed.size(); ++i) {
+      if (claimed[i]->on_finish) claimed[i]->on_finish(*claimed[i], responses[i], claimed[i]->on_finish_arg);
     }
   }
-  {
-    std::lock_guard lock(mutex_);
-    running_ -= batch.size();
-  }
+  for (size_t i = 0; i < claimed.size(); ++i) claimed[i]->deliver(std::move(responses[i]));
 }
 
 }  // namespace deskml::serving

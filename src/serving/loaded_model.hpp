@@ -7,7 +7,6 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "serving/model_config.hpp"
 #include "serving/model_repository.hpp"
 #include "serving/pending_request.hpp"
+#include "serving/request_queue.hpp"
 
 namespace deskml::serving {
 
@@ -57,17 +57,12 @@ class LoadedModel {
   double load_ms() const { return load_ms_; }
 
  private:
-  struct Order {
-    bool operator()(const std::shared_ptr<PendingRequest>& a, const std::shared_ptr<PendingRequest>& b) const {
-      if (a->options.priority != b->options.priority) return a->options.priority > b->options.priority;
-      return a->seq < b->seq;
-    }
-  };
-
   LoadedModel(ComputeSlots& slots, const Metrics::Model& metrics) : slots_(slots), metrics_(metrics) {}
   void work(size_t instance);
   std::vector<std::shared_ptr<PendingRequest>> take_batch(std::unique_lock<std::mutex>& lock);
   void run_batch(size_t instance, std::vector<std::shared_ptr<PendingRequest>>& batch);
+  void answer_batch(std::vector<std::shared_ptr<PendingRequest>>& batch, Tensors outputs, Clock::time_point start,
+                    double compute_ms);
 
   std::string name_;
   ModelVersionFiles files_;
@@ -81,7 +76,7 @@ class LoadedModel {
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::set<std::shared_ptr<PendingRequest>, Order> queue_;
+  RequestQueue queue_;
   size_t running_ = 0;  // requests in batches being run
   int64_t last_batch_rows_ = 0;
   bool stopping_ = false;

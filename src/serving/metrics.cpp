@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <sstream>
 
 namespace deskml::serving {
@@ -89,6 +90,19 @@ const Metrics::Model& Metrics::model(const std::string& name) {
 
 void Metrics::failure(const std::string& model, std::string_view reason) {
   failures_->Add({{"model", model}, {"reason", std::string(reason)}}).Increment();
+}
+
+void Metrics::observe_latencies(prometheus::Histogram& histogram, const std::vector<double>& seconds) {
+  if (seconds.empty()) return;
+  const auto& bounds = latency_buckets();
+  std::vector<double> increments(bounds.size() + 1, 0.0);
+  double sum = 0;
+  for (double v : seconds) {
+    // The first bucket whose upper bound holds v, as Histogram::Observe picks it.
+    increments[static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin())] += 1;
+    sum += v;
+  }
+  histogram.ObserveMultiple(increments, sum);
 }
 
 std::string Metrics::text() const {

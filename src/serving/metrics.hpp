@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace deskml::serving {
 
@@ -40,6 +41,9 @@ class Metrics {
   const Model& model(const std::string& name);
   // Counts a failed request under deskml_request_failures_total{model, reason}.
   void failure(const std::string& model, std::string_view reason);
+  // Observes many latencies (in seconds) at once in a histogram made with the
+  // latency buckets (queue_seconds, compute_seconds): one update per bucket.
+  static void observe_latencies(prometheus::Histogram& histogram, const std::vector<double>& seconds);
   // Prometheus text exposition format.
   std::string text() const;
 

@@ -31,10 +31,12 @@ struct PendingRequest {
   uint64_t signature = 0;  // batch_signature(inputs): equal ones may share a batch (stackable() confirms)
   InferOptions options;
   Clock::time_point enqueued;
-  uint64_t seq = 0;
   std::function<void(Result<InferResponse>)> done;  // the caller's callback
   // Runs before `done` with the result (metrics, cache, keep-alive bookkeeping).
   void (*on_finish)(PendingRequest&, const Result<InferResponse>&, void*) = nullptr;
+  // The same for the requests of a batch answered together with results: once
+  // for all of them (one lock, one metrics update) instead of on_finish on each.
+  void (*on_finish_batch)(PendingRequest* const* requests, const InferResponse* responses, size_t n, void*) = nullptr;
   void* on_finish_arg = nullptr;
   std::atomic<int> state{kQueued};
   bool counted = false;  // counted in the model's request metrics
@@ -61,11 +63,17 @@ struct PendingRequest {
   // Moves the state from `from` to kDone and answers; false when another party
   // already moved it.
   bool finish(int from, Result<InferResponse> result) {
-    if (!state.compare_exchange_strong(from, kDone, std::memory_order_acq_rel)) return false;
+    if (!claim(from)) return false;
     if (on_finish) on_finish(*this, result, on_finish_arg);
+    deliver(std::move(result));
+    return true;
+  }
+  // finish() in two steps, for answering a batch: claim each request (false when
+  // another party answered it), do the bookkeeping, then deliver each result.
+  bool claim(int from) { return state.compare_exchange_strong(from, kDone, std::memory_order_acq_rel); }
+  void deliver(Result<InferResponse> result) {
     auto fn = std::move(done);
     fn(std::move(result));
-    return true;
   }
   bool done_state() const { return state.load(std::memory_order_acquire) == kDone; }
   bool start() {

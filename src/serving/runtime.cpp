@@ -205,6 +205,7 @@ void Runtime::infer_async(const std::string& name, Tensors inputs, InferOptions 
   r->enqueued = Clock::now();
   r->done = std::move(done);
   r->on_finish = &State::finished;
+  r->on_finish_batch = &State::finished_batch;
   r->on_finish_arg = &s;
 
   // Cancellation and the deadline answer the request wherever it is: waiting
@@ -269,7 +270,7 @@ void Runtime::State::route(const std::shared_ptr<PendingRequest>& r) {
           VersionSlot& v = vit != sl.versions.end() ? vit->second : sl.versions[r->version];
           if (!r->holds_slot) ++v.outstanding;
           r->holds_slot = true;
-          v.last_used = Clock::now();
+          v.last_used = std::max(v.last_used, r->enqueued);
           if (r->options.keep_alive) v.keep_alive = r->options.keep_alive;
           if (v.expiry) {
             timer->cancel(v.expiry);
@@ -341,13 +342,15 @@ void Runtime::State::dispatch(const std::shared_ptr<PendingRequest>& r, const st
     r->cache = cache;
     r->cache_key = std::move(key);
   }
-  r->seq = next_seq.fetch_add(1, std::memory_order_relaxed);
-  r->set_queue(model);
+  // Only a cancellation or a deadline takes a request out of its queue early;
+  // without either, nobody asks where it is queued.
+  const bool removable = r->options.cancel || r->options.deadline != Clock::time_point::max();
+  if (removable) r->set_queue(model);
   Status queued = model->enqueue(r);
   if (queued.code() == StatusCode::kUnavailable) {
     // The version began unloading between routing and queueing: route again,
     // which waits for a fresh load.
-    r->set_queue({});
+    if (removable) r->set_queue({});
     route(r);
     return;
   }
@@ -386,10 +389,45 @@ void Runtime::State::run_ensemble(const std::shared_ptr<PendingRequest>& r,
   });
 }
 
+namespace {
+
+// Undoes what infer_async registered for the request (its cancel callback and
+// deadline timer), whoever answered it.
+void release_registrations(PendingRequest& r, Timer& timer) {
+  // The options do not change after submission: most requests have neither.
+  if (r.options.cancel) {
+    if (auto id = r.cancel_registration.exchange(0)) r.options.cancel->remove(id);
+  }
+  if (r.options.deadline != Clock::time_point::max()) {
+    if (auto id = r.deadline_timer.exchange(0)) timer.cancel(id);
+  }
+}
+
+void log_answer(const PendingRequest& r, const Result<InferResponse>& result) {
+  if (!log::enabled(spdlog::level::debug)) return;
+  if (result.ok()) {
+    log::event(spdlog::level::debug, "request_done",
+               {{"request_id", result->request_id},
+                {"model", r.model},
+                {"version", result->version},
+                {"cached", result->cached},
+                {"batch_size", result->batch_size},
+                {"queue_ms", result->queue_ms},
+                {"compute_ms", result->compute_ms}});
+  } else {
+    log::event(spdlog::level::debug, "request_failed",
+               {{"request_id", r.options.request_id},
+                {"model", r.model},
+                {"code", status_code_name(result.status().code())},
+                {"error", result.status().message()}});
+  }
+}
+
+}  // namespace
+
 void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& result, void* state) {
   State& s = *static_cast<State*>(state);
-  if (auto id = r.cancel_registration.exchange(0)) r.options.cancel->remove(id);
-  if (auto id = r.deadline_timer.exchange(0)) s.timer->cancel(id);
+  release_registrations(r, *s.timer);
   // route() sets the counting flags under `mutex` only while the request is
   // unanswered, so reading them under `mutex` here (after the answer's state
   // change) sees either all of route's bookkeeping or none of it.
@@ -397,7 +435,7 @@ void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& re
   {
     std::lock_guard lock(s.mutex);
     counted = r.counted;
-    if (r.holds_slot) s.answered_locked(r.model, r.version, r.options.keep_alive);
+    if (r.holds_slot) s.answered_locked(r.model, r.version, r.options.keep_alive, 1, Clock::now());
   }
   if (counted) {
     if (result.ok()) {
@@ -407,37 +445,49 @@ void Runtime::State::finished(PendingRequest& r, const Result<InferResponse>& re
     }
     if (result.ok() && r.cache && r.cache_key && !result->cached) (void)r.cache->put(*r.cache_key, result->outputs);
   }
-  if (log::enabled(spdlog::level::debug)) {
-    if (result.ok()) {
-      log::event(spdlog::level::debug, "request_done",
-                 {{"request_id", r.options.request_id},
-                  {"model", r.model},
-                  {"version", result->version},
-                  {"cached", result->cached},
-                  {"batch_size", result->batch_size},
-                  {"queue_ms", result->queue_ms},
-                  {"compute_ms", result->compute_ms}});
-    } else {
-      log::event(spdlog::level::debug, "request_failed",
-                 {{"request_id", r.options.request_id},
-                  {"model", r.model},
-                  {"code", status_code_name(result.status().code())},
-                  {"error", result.status().message()}});
+  log_answer(r, result);
+}
+
+void Runtime::State::finished_batch(PendingRequest* const* requests, const InferResponse* responses, size_t n,
+                                    void* state) {
+  State& s = *static_cast<State*>(state);
+  for (size_t i = 0; i < n; ++i) release_registrations(*requests[i], *s.timer);
+  // A batch's requests share one loaded version, so one pass under `mutex`
+  // settles them all; keep-alive overrides apply in order (the last one wins).
+  size_t counted = 0, held = 0;
+  std::optional<std::chrono::milliseconds> keep_alive;
+  const auto now = Clock::now();
+  {
+    std::lock_guard lock(s.mutex);
+    for (size_t i = 0; i < n; ++i) {
+      const PendingRequest& r = *requests[i];
+      counted += r.counted ? 1 : 0;
+      if (!r.holds_slot) continue;
+      ++held;
+      if (r.options.keep_alive) keep_alive = r.options.keep_alive;
     }
+    if (held > 0) s.answered_locked(requests[0]->model, requests[0]->version, keep_alive, held, now);
+  }
+  if (counted > 0) requests[0]->metrics->successes->Increment(static_cast<double>(counted));
+  for (size_t i = 0; i < n; ++i) {
+    const PendingRequest& r = *requests[i];
+    if (r.counted && r.cache && r.cache_key) (void)r.cache->put(*r.cache_key, responses[i].outputs);
+    if (log::enabled(spdlog::level::debug)) log_answer(r, responses[i]);
   }
 }
 
 void Runtime::State::answered_locked(const std::string& name, int64_t version,
-                                     std::optional<std::chrono::milliseconds> keep_alive) {
+                                     std::optional<std::chrono::milliseconds> keep_alive, size_t answered,
+                                     Clock::time_point now) {
   if (shutting_down) return;
   auto it = models.find(name);
   if (it == models.end()) return;
   auto vit = it->second.versions.find(version);
   if (vit == it->second.versions.end()) return;
   VersionSlot& v = vit->second;
-  if (v.outstanding > 0) --v.outstanding;
+  v.outstanding -= std::min(v.outstanding, answered);
   if (keep_alive) v.keep_alive = keep_alive;
-  v.last_used = Clock::now();
+  v.last_used = std::max(v.last_used, now);
   if (v.outstanding == 0 && v.state == ModelState::kReady) schedule_expiry(name, version, v);
 }
 

@@ -55,7 +55,6 @@ struct Runtime::State {
 
   std::mutex mutex;  // guards everything below
   std::map<std::string, ModelSlot> models;
-  std::atomic<uint64_t> next_seq{0};
   Runtime* runtime = nullptr;  // ensembles call models through the public API
   bool shutting_down = false;
 
@@ -92,8 +91,10 @@ struct Runtime::State {
                 ResultCache* cache);
   void run_ensemble(const std::shared_ptr<PendingRequest>& r, const std::shared_ptr<const Pipeline>& pipeline);
   static void finished(PendingRequest& r, const Result<InferResponse>& result, void* state);
-  // Under `mutex`: one of the version's outstanding requests was answered.
-  void answered_locked(const std::string& name, int64_t version, std::optional<std::chrono::milliseconds> keep_alive);
+  static void finished_batch(PendingRequest* const* requests, const InferResponse* responses, size_t n, void* state);
+  // Under `mutex`: `answered` of the version's outstanding requests were answered at `now`.
+  void answered_locked(const std::string& name, int64_t version, std::optional<std::chrono::milliseconds> keep_alive,
+                       size_t answered, Clock::time_point now);
 };
 
 }  // namespace deskml::serving

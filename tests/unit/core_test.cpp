@@ -37,6 +37,19 @@ TEST(Float16, RoundTripsAndRounds) {
   EXPECT_EQ(Float16(1.0f + 1.0f / 4096).bits, Float16(1.0f).bits);  // ties to even
 }
 
+TEST(Tensor, RowsAreViewsOfTheSameStorage) {
+  Tensor t = Tensor::from_vector<int32_t>({0, 1, 2, 3, 4, 5, 6, 7, 8}, {3, 3});
+  Tensor mid = t.rows(1, 2);
+  EXPECT_EQ(mid.shape(), (Shape{2, 3}));
+  EXPECT_EQ(mid.numel(), 6);
+  EXPECT_EQ(mid.data<int32_t>()[0], 3);
+  EXPECT_EQ(mid.raw_data(), t.data<int32_t>() + 3);
+  EXPECT_EQ(t.rows(3, 0).numel(), 0);
+  EXPECT_THROW(t.rows(2, 2), Error);
+  EXPECT_THROW(t.rows(-1, 1), Error);
+  EXPECT_THROW(Tensor::scalar<float>(1).rows(0, 1), Error);
+}
+
 TEST(Tensor, CastSaturatesAndTruncates) {
   auto t = Tensor::from_vector<float>({1.7f, -1.7f, 1e20f, NAN}, {4});
   auto i = t.cast(DataType::kInt32);
