@@ -55,7 +55,10 @@ Result<std::unique_ptr<Connection>> Connection::connect(const std::string& conni
   return std::unique_ptr<Connection>(new Connection(conn, description));
 }
 
-Connection::~Connection() { PQfinish(conn_); }
+Connection::~Connection() {
+  if (copy_buffer_) PQfreemem(copy_buffer_);
+  PQfinish(conn_);
+}
 
 Status Connection::error(const PGresult* result, std::string_view sql) {
   const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
@@ -153,6 +156,36 @@ Status Connection::copy_in(std::string_view copy_sql, std::string_view data) {
   if (PQputCopyEnd(conn_, nullptr) != 1) return error(nullptr, copy_sql);
   auto done = collect(copy_sql, Clock::time_point::max());
   return done.ok() ? Status::Ok() : done.status();
+}
+
+Status Connection::copy_out_begin(std::string_view copy_sql) {
+  if (lost()) return Status(StatusCode::kUnavailable, "PostgreSQL at " + description_ + " went away");
+  const std::string text(copy_sql);
+  if (!PQsendQuery(conn_, text.c_str())) return error(nullptr, copy_sql);
+  DESKML_RETURN_IF_ERROR(wait_ready(copy_sql, Clock::time_point::max()));
+  ResultPtr start(PQgetResult(conn_));
+  if (!start || PQresultStatus(start.get()) != PGRES_COPY_OUT) {
+    Status st = error(start.get(), copy_sql);
+    while (PGresult* r = PQgetResult(conn_)) PQclear(r);
+    return st;
+  }
+  return Status::Ok();
+}
+
+Result<const std::string_view*> Connection::copy_out_next(std::string_view copy_sql) {
+  if (copy_buffer_) {
+    PQfreemem(copy_buffer_);
+    copy_buffer_ = nullptr;
+  }
+  const int n = PQgetCopyData(conn_, &copy_buffer_, 0);
+  if (n > 0) {
+    copy_message_ = std::string_view(copy_buffer_, static_cast<size_t>(n));
+    return &copy_message_;
+  }
+  if (n == -2) return error(nullptr, copy_sql);
+  auto done = collect(copy_sql, Clock::time_point::max());  // the COPY's own status
+  if (!done.ok()) return done.status();
+  return nullptr;
 }
 
 void append_copy_text(std::string& out, std::string_view value) {

@@ -52,6 +52,16 @@ class Connection {
   Status command(std::string_view sql, const Params& params = {});
   // Runs `copy_sql` (COPY ... FROM STDIN) and sends `data`, rows in COPY's text format.
   Status copy_in(std::string_view copy_sql, std::string_view data);
+  // Starts `copy_sql` (COPY ... TO STDOUT); then copy_out_next() until it gives
+  // no message. While a COPY is running the connection serves nothing else.
+  Status copy_out_begin(std::string_view copy_sql);
+  // The next CopyData message (one row of COPY's output; the binary format's
+  // header comes with the first), or nullptr at the end, once the statement has
+  // completed. The message stays valid until the next call.
+  Result<const std::string_view*> copy_out_next(std::string_view copy_sql);
+  // Marks the connection unusable, so the pool closes it: for one left in the
+  // middle of a COPY.
+  void abandon() { lost_ = true; }
 
  private:
   Connection(PGconn* conn, std::string description) : conn_(conn), description_(std::move(description)) {}
@@ -64,6 +74,8 @@ class Connection {
   PGconn* conn_;
   std::string description_;
   bool lost_ = false;
+  char* copy_buffer_ = nullptr;  // the last copy_out_next() message (libpq's memory)
+  std::string_view copy_message_;
 };
 
 // Escapes a value for COPY's text format (backslash, tab, newline, carriage return).

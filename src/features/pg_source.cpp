@@ -91,7 +91,71 @@ Result<std::shared_ptr<PgSource>> PgSource::open(const SourceUri& uri, const Sou
   return std::shared_ptr<PgSource>(new PgSource(std::move(pool)));
 }
 
+std::optional<PgSource::Bulk> PgSource::open_bulk(const KeyedQuery& query, const std::optional<Key>& after) {
+  if (paged_only_ && paged_only_->first == query.sql && paged_only_->second == query.key) return std::nullopt;
+  auto lease = pool_->acquire();
+  if (!lease.ok()) return std::nullopt;
+  // The result's columns and types, from the page query with LIMIT 0.
+  pg::Params params;
+  if (after) params.emplace_back(key_to_string(*after));
+  auto described = (*lease)->exec(page_sql(Dialect::kPostgres, query.sql, query.key, after.has_value(), 0), params);
+  if (!described.ok()) return std::nullopt;
+  const PGresult* r = described->get();
+  RowBatch shape;
+  std::vector<Oid> types;
+  for (int c = 0; c < PQnfields(r); ++c) {
+    shape.columns.emplace_back(PQfname(r, c));
+    types.push_back(PQftype(r, c));
+    if (!pg::binary_decodable(types.back())) {
+      paged_only_.emplace(query.sql, query.key);
+      return std::nullopt;
+    }
+  }
+  auto key_col = shape.column_index(query.key);
+  if (!key_col.ok()) return std::nullopt;
+  std::optional<std::string> literal;
+  if (after) {
+    if (const auto* i = std::get_if<int64_t>(&*after)) {
+      literal = std::to_string(*i);
+    } else {
+      const std::string& text = std::get<std::string>(*after);
+      std::unique_ptr<char, decltype(&PQfreemem)> quoted(PQescapeLiteral((*lease)->get(), text.data(), text.size()),
+                                                         &PQfreemem);
+      if (!quoted) return std::nullopt;
+      literal = quoted.get();
+    }
+  }
+  auto stream = pg::CopyStream::open(std::move(*lease), copy_out_sql(query.sql, query.key, literal),
+                                     std::move(shape.columns), std::move(types));
+  if (!stream.ok()) return std::nullopt;
+  return Bulk{query.sql, query.key, *key_col, after, std::move(stream).value()};
+}
+
 Result<RowBatch> PgSource::fetch_page(const KeyedQuery& query, const std::optional<Key>& after, size_t limit) {
+  {
+    std::lock_guard lock(bulk_mutex_);
+    const bool continues = bulk_ && bulk_->query_sql == query.sql && bulk_->key == query.key && bulk_->last == after;
+    if (!continues) {
+      bulk_.reset();
+      bulk_ = open_bulk(query, after);
+    }
+    if (bulk_) {
+      auto page = bulk_->stream->next(limit);
+      if (page.ok() && page->rows() > 0) {
+        auto last = page->key_at(page->rows() - 1, bulk_->key_col);
+        if (last.ok()) {
+          bulk_->last = std::move(last).value();
+          return page;
+        }
+      } else if (page.ok()) {
+        bulk_.reset();  // the end
+        return page;
+      }
+      // The stream broke (the server went away, say): the paged read below
+      // retries from the same key, reconnecting as it does.
+      bulk_.reset();
+    }
+  }
   const std::string sql = page_sql(Dialect::kPostgres, query.sql, query.key, after.has_value(), limit);
   pg::Params params;
   if (after) params.emplace_back(key_to_string(*after));

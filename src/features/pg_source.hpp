@@ -6,9 +6,13 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "features/feature_source.hpp"
+#include "features/pg_copy_stream.hpp"
 #include "features/pg_pool.hpp"
 
 namespace deskml::features {
@@ -27,8 +31,24 @@ class PgSource final : public FeatureSource {
                               Clock::time_point deadline) override;
 
  private:
+  // A bulk read: one COPY stream over the whole query, continued while pages are
+  // asked for in order (each after the last key of the one before).
+  struct Bulk {
+    std::string query_sql, key;
+    size_t key_col = 0;
+    std::optional<Key> last;  // the last key handed out
+    std::unique_ptr<pg::CopyStream> stream;
+  };
   explicit PgSource(std::shared_ptr<pg::Pool> pool) : pool_(std::move(pool)) {}
+  // A stream from `after`, or nullopt when the query is read page by page: a
+  // column type without a binary decoder, or opening failed (the paged read then
+  // reports the failure, retrying as it does).
+  std::optional<Bulk> open_bulk(const KeyedQuery& query, const std::optional<Key>& after);
+
   std::shared_ptr<pg::Pool> pool_;
+  std::mutex bulk_mutex_;
+  std::optional<Bulk> bulk_;
+  std::optional<std::pair<std::string, std::string>> paged_only_;  // (query, key) with a type COPY cannot stream
 };
 
 namespace pg {

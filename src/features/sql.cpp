@@ -67,6 +67,14 @@ std::string page_sql(Dialect dialect, std::string_view query, std::string_view k
   return sql;
 }
 
+std::string copy_out_sql(std::string_view query, std::string_view key,
+                         const std::optional<std::string>& after_literal) {
+  const std::string k(key);
+  std::string sql = "COPY (" + from_query(query);
+  sql += after_literal ? " WHERE " + k + " > " + *after_literal : " WHERE " + k + " IS NOT NULL";
+  return sql + " ORDER BY " + k + ") TO STDOUT (FORMAT binary)";
+}
+
 std::string count_sql(Dialect dialect, std::string_view query, std::string_view key, bool after) {
   const std::string k(key);
   std::string sql =

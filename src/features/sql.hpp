@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,10 @@ Result<std::string> clean_query(std::string_view query);
 // SELECT * FROM (query) AS deskml_rows WHERE key > <param 1> ORDER BY key LIMIT limit
 // (WHERE key IS NOT NULL on the first page, when there is no `after`)
 std::string page_sql(Dialect dialect, std::string_view query, std::string_view key, bool after, size_t limit);
+// COPY (SELECT * FROM (query) AS deskml_rows WHERE key > <after_literal> | IS NOT NULL ORDER BY key)
+// TO STDOUT (FORMAT binary): PostgreSQL only; COPY takes no parameters, so the
+// key comes as an SQL literal (an integer, or quote_literal() of a text key).
+std::string copy_out_sql(std::string_view query, std::string_view key, const std::optional<std::string>& after_literal);
 // SELECT count(key), count(*) - count(key) FROM (query) AS deskml_rows [WHERE key > <param 1>]
 std::string count_sql(Dialect dialect, std::string_view query, std::string_view key, bool after);
 // SELECT * FROM (query) AS deskml_rows WHERE key IN (<params 1..n>)

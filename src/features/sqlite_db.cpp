@@ -98,19 +98,24 @@ Status read_rows(const Database& db, Statement& stmt, RowBatch& out, size_t expe
       return st;
     }
     for (int c = 0; c < n; ++c) {
-      switch (sqlite3_column_type(s, c)) {
+      // One column call per cell, then the value's own accessors, which skip the
+      // per-call bookkeeping of sqlite3_column_*. The value is "unprotected";
+      // connections here are opened without a mutex (multi-thread mode), where
+      // SQLite makes no distinction.
+      sqlite3_value* v = sqlite3_column_value(s, c);
+      switch (sqlite3_value_type(v)) {
         case SQLITE_INTEGER:
-          out.cells.push_back(Cell::integer(sqlite3_column_int64(s, c)));
+          out.cells.push_back(Cell::integer(sqlite3_value_int64(v)));
           break;
         case SQLITE_FLOAT:
-          out.cells.push_back(Cell::real(sqlite3_column_double(s, c)));
+          out.cells.push_back(Cell::real(sqlite3_value_double(v)));
           break;
         case SQLITE_NULL:
           out.cells.push_back(Cell::null());
           break;
         default: {  // text or blob
-          const auto* p = static_cast<const char*>(sqlite3_column_blob(s, c));
-          const int bytes = sqlite3_column_bytes(s, c);
+          const auto* p = static_cast<const char*>(sqlite3_value_blob(v));
+          const int bytes = sqlite3_value_bytes(v);
           out.add_text(std::string_view(p ? p : "", static_cast<size_t>(bytes)));
         }
       }

@@ -17,12 +17,15 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstring>
 #include <thread>
 
 #include "features/feature_service.hpp"
 #include "features/feature_source.hpp"
 #include "features/pg_connection.hpp"
 #include "features/pg_source.hpp"
+#include "features/sql.hpp"
 #include "kill_resume.hpp"
 #include "serve_client.hpp"
 
@@ -367,6 +370,76 @@ TEST_F(PostgresTest, CellsArriveTyped) {
   EXPECT_TRUE(std::isnan(b.at(1, 4).d));
   EXPECT_EQ(b.at(1, 6).i, 0);
   EXPECT_EQ(b.text(b.at(1, 7)), "");
+}
+
+// Bulk reads stream through one binary COPY (pg_copy_stream.cpp); the cells must
+// be exactly those the text form gives, page after page, text keys included.
+TEST_F(PostgresTest, BinaryCopyStreamMatchesTheTextForm) {
+  exec(
+      "CREATE TABLE b (k TEXT PRIMARY KEY, s SMALLINT, i INTEGER, o OID, f REAL, d DOUBLE PRECISION, n NUMERIC, "
+      "flag BOOLEAN, v VARCHAR(8), c CHAR(3))");
+  exec(
+      "INSERT INTO b SELECT 'k' || lpad(g::text, 4, '0') || CASE WHEN g % 7 = 0 THEN '''q' ELSE '' END, "
+      "(g % 300) - 150, g * 1000 - 7, g, g / 3.0, g * 1e-3 - 0.5, "
+      "CASE g % 6 WHEN 0 THEN NULL WHEN 1 THEN 12345678.1234 WHEN 2 THEN -0.000000000000000000001234 "
+      "WHEN 3 THEN 'NaN' WHEN 4 THEN 1e300 * g ELSE -g * 0.5 END, g % 2 = 0, "
+      "CASE WHEN g % 5 = 0 THEN NULL ELSE 'v' || g END, 'c' || (g % 10) FROM generate_series(1, 2500) g");
+  exec("INSERT INTO b VALUES ('zinf', NULL, NULL, NULL, '-Infinity', 'Infinity', 'Infinity', NULL, NULL, NULL)");
+  auto src = FeatureSource::open(uri());
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  auto q = *KeyedQuery::make("SELECT * FROM b", "k");
+  // What the text form gives: the whole result in one query.
+  auto& pool = *static_cast<PgSource&>(**src).pool();
+  auto expected = pool.run([&](pg::Connection& c) -> Result<RowBatch> {
+    DESKML_ASSIGN_OR_RETURN(auto r, c.exec(page_sql(Dialect::kPostgres, q.sql, q.key, false, 100000)));
+    return pg::to_row_batch(r.get());
+  });
+  ASSERT_TRUE(expected.ok()) << expected.status().to_string();
+  ASSERT_EQ(expected->rows(), 2501u);
+
+  // REAL arrives as the float's exact value in binary and as its shortest
+  // decimal in text: the same float, not the same double.
+  auto same_cell = [](const RowBatch& a, const Cell& x, const RowBatch& b, const Cell& y, bool real4) {
+    if (x.type != y.type) return false;
+    if (real4 && x.type == CellType::kReal && !std::isnan(x.d))
+      return static_cast<float>(x.d) == static_cast<float>(y.d);
+    switch (x.type) {
+      case CellType::kNull:
+        return true;
+      case CellType::kReal:
+        return (std::isnan(x.d) && std::isnan(y.d)) || std::memcmp(&x.d, &y.d, sizeof x.d) == 0;
+      case CellType::kText:
+        return a.text(x) == b.text(y);
+      default:
+        return x.i == y.i;
+    }
+  };
+  // Pages of 1000 continue one stream; a page asked for out of order starts another.
+  std::optional<Key> after;
+  size_t row = 0;
+  for (;;) {
+    auto page = (*src)->fetch_page(q, after, 1000);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+    ASSERT_EQ(page->columns, expected->columns);
+    for (size_t r = 0; r < page->rows(); ++r, ++row) {
+      for (size_t c = 0; c < page->width(); ++c) {
+        ASSERT_TRUE(same_cell(*page, page->at(r, c), *expected, expected->at(row, c), page->columns[c] == "f"))
+            << "row " << row << " column " << page->columns[c] << ": " << page->describe(page->at(r, c)) << " vs "
+            << expected->describe(expected->at(row, c));
+      }
+    }
+    if (page->rows() < 1000) break;
+    after = *page->key_at(page->rows() - 1, 0);
+  }
+  EXPECT_EQ(row, 2501u);
+  auto restart = (*src)->fetch_page(q, Key(std::string("k0007'q")), 2);  // a quote in the key literal
+  ASSERT_TRUE(restart.ok()) << restart.status().to_string();
+  ASSERT_EQ(restart->rows(), 2u);
+  EXPECT_EQ(restart->text(restart->at(0, 0)), "k0008");
+  // The stream left in the middle closes its connection rather than returning it busy.
+  auto again = (*src)->fetch_page(q, std::nullopt, 3);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->text(again->at(2, 0)), "k0003");
 }
 
 TEST_F(PostgresTest, PagesCountsLookupsAndErrors) {
