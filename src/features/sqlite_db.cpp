@@ -1,5 +1,8 @@
 #include "features/sqlite_db.hpp"
 
+#include <algorithm>
+#include <thread>
+
 namespace deskml::features::sqlite {
 
 Status error_status(sqlite3* db, int rc, std::string_view context) {
@@ -34,9 +37,10 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Mode m
     sqlite3_close_v2(db);
     return st;
   }
-  sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
   sqlite3_extended_result_codes(db, 1);
   std::unique_ptr<Database> out(new Database(db, path));
+  out->busy_timeout_ = busy_timeout;
+  sqlite3_busy_handler(db, &Database::on_busy, out.get());
   if (mode == Mode::kQueryOnly) DESKML_RETURN_IF_ERROR(out->exec("PRAGMA query_only = 1"));
   // A file that is not a database fails on first use; find out now (this also
   // rolls back a journal left by a writer that died).
@@ -45,6 +49,21 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, Mode m
 }
 
 Database::~Database() { sqlite3_close_v2(db_); }
+
+// sqlite3_busy_timeout's handler sleeps 1, 2, 5, 10, ... ms between tries. A
+// reader and a writer of the same file (deskml score writing its results into
+// the database it reads) meet at every commit, and each meeting cost at least a
+// millisecond. This one waits 20 µs first, doubling up to 5 ms, for the same
+// total timeout.
+int Database::on_busy(void* self, int tries) {
+  auto& db = *static_cast<Database*>(self);
+  const auto now = std::chrono::steady_clock::now();
+  if (tries == 0) db.busy_since_ = now;
+  if (now - db.busy_since_ >= db.busy_timeout_) return 0;
+  const auto wait = std::chrono::microseconds(int64_t{20} << std::min(tries, 8));
+  std::this_thread::sleep_for(std::min<std::chrono::microseconds>(wait, std::chrono::milliseconds(5)));
+  return 1;
+}
 
 Status Database::exec(std::string_view sql) {
   char* err = nullptr;

@@ -40,8 +40,12 @@ class Database {
 
  private:
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  static int on_busy(void* self, int tries);
+
   sqlite3* db_;
   std::string path_;
+  std::chrono::milliseconds busy_timeout_{0};
+  std::chrono::steady_clock::time_point busy_since_;
 };
 
 // A prepared statement, finalized at scope exit.

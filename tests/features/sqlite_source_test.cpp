@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "features/feature_source.hpp"
@@ -193,6 +194,42 @@ TEST_F(SqliteSourceTest, ReadsAfterAWriterDiedMidTransaction) {
   EXPECT_DOUBLE_EQ(page->at(0, 1).d, 1.5);  // the dead transaction is gone
   Sqlite check(dir_ / "f.db");
   EXPECT_EQ(check.scalar("SELECT count(*) FROM big WHERE pad = 'x'"), "0");
+}
+
+// A writer holding the file's lock: a read waits for it (in short sleeps, not
+// SQLite's default milliseconds) and goes on once it is released; past the busy
+// timeout it fails as Unavailable.
+TEST_F(SqliteSourceTest, ALockedDatabaseIsWaitedForWithinTheBusyTimeout) {
+  using namespace std::chrono_literals;
+  const std::string path = (dir_ / "f.db").string();
+  SourceOptions options;
+  options.busy_timeout = 400ms;
+  auto src = FeatureSource::open("sqlite:" + path, options);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  sqlite3* writer = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &writer), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(writer, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::thread release([writer] {
+    std::this_thread::sleep_for(50ms);
+    sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr);
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto page = (*src)->fetch_page(query_, std::nullopt, 100);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  release.join();
+  ASSERT_TRUE(page.ok()) << page.status().to_string();
+  EXPECT_EQ(page->rows(), 10u);
+  EXPECT_GE(waited, 40ms);
+
+  ASSERT_EQ(sqlite3_exec(writer, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  t0 = std::chrono::steady_clock::now();
+  auto locked = (*src)->fetch_page(query_, std::nullopt, 100);
+  const auto gave_up = std::chrono::steady_clock::now() - t0;
+  sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(writer);
+  ASSERT_FALSE(locked.ok());
+  EXPECT_EQ(locked.status().code(), StatusCode::kUnavailable) << locked.status().to_string();
+  EXPECT_GE(gave_up, 400ms);
 }
 
 TEST_F(SqliteSourceTest, ConcurrentReaders) {
