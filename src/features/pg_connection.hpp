@@ -50,7 +50,7 @@ class Connection {
                          Clock::time_point deadline = Clock::time_point::max());
   // exec() for statements whose result does not matter.
   Status command(std::string_view sql, const Params& params = {});
-  // Runs `copy_sql` (COPY ... FROM STDIN) and sends `data`, rows in COPY's text format.
+  // Runs `copy_sql` (COPY ... FROM STDIN) and sends `data`, in the format copy_sql names.
   Status copy_in(std::string_view copy_sql, std::string_view data);
   // Starts `copy_sql` (COPY ... TO STDOUT); then copy_out_next() until it gives
   // no message. While a COPY is running the connection serves nothing else.

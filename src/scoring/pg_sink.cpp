@@ -1,8 +1,12 @@
-// Results into a PostgreSQL table, each batch sent with COPY inside the
+// Results into a PostgreSQL table, each batch sent with COPY (binary format) inside the
 // transaction that moves the checkpoint. Work runs through the source's pool, so
 // a lost connection is retried on a new one; each attempt re-reads the
 // checkpoint under a row lock, which tells a batch whose COMMIT reached the server
 // (its acknowledgement lost with the connection) from one that never did.
+#include <cstdint>
+#include <cstring>
+#include <variant>
+
 #include "features/pg_connection.hpp"
 #include "scoring/sinks.hpp"
 
@@ -33,6 +37,102 @@ const char* pg_type(DataType t) {
     default:
       return "BIGINT";
   }
+}
+
+// COPY's binary format: big-endian integers and IEEE floats, each field
+// preceded by its length. The server skips parsing decimal text, and values
+// arrive exactly.
+void put_be(std::string& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void put_field(std::string& out, const void* bytes, size_t n) {
+  put_be(out, n, 4);
+  out.append(static_cast<const char*>(bytes), n);
+}
+void put_float4(std::string& out, float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  put_be(out, 4, 4);
+  put_be(out, bits, 4);
+}
+void put_float8(std::string& out, double d) {
+  uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  put_be(out, 8, 4);
+  put_be(out, bits, 8);
+}
+void put_int8(std::string& out, int64_t v) {
+  put_be(out, 8, 4);
+  put_be(out, static_cast<uint64_t>(v), 8);
+}
+
+// One value of output tensor `t`, as its column's type (pg_type) takes it.
+Status put_value(std::string& out, const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DataType::kFloat32:
+      put_float4(out, t.data<float>()[i]);
+      return Status::Ok();
+    case DataType::kFloat16:
+    case DataType::kBFloat16:
+      put_float4(out, static_cast<float>(t.float_at(i)));
+      return Status::Ok();
+    case DataType::kFloat64:
+      put_float8(out, t.data<double>()[i]);
+      return Status::Ok();
+    case DataType::kBool: {
+      const char b = t.data<bool>()[i] ? 1 : 0;
+      put_field(out, &b, 1);
+      return Status::Ok();
+    }
+    case DataType::kString: {
+      const std::string& s = t.data<std::string>()[i];
+      put_field(out, s.data(), s.size());
+      return Status::Ok();
+    }
+    case DataType::kUInt64: {
+      const uint64_t v = t.data<uint64_t>()[i];
+      if (v > static_cast<uint64_t>(INT64_MAX)) {
+        return invalid_argument("output value " + std::to_string(v) + " is out of range for a BIGINT column");
+      }
+      put_int8(out, static_cast<int64_t>(v));
+      return Status::Ok();
+    }
+    default:
+      put_int8(out, t.int_at(i));
+      return Status::Ok();
+  }
+}
+
+// A page's rows (key, then every output's values) as COPY binary data.
+Result<std::string> binary_copy_data(const ScoredRows& rows) {
+  const int64_t n = static_cast<int64_t>(rows.keys.size());
+  std::vector<int64_t> per_row;
+  int64_t fields = 1;
+  for (const auto& [name, t] : rows.outputs) {
+    per_row.push_back(t.numel() / n);
+    fields += per_row.back();
+  }
+  if (fields > INT16_MAX) return invalid_argument("too many output columns for one PostgreSQL row");
+  std::string data("PGCOPY\n\377\r\n\0", 11);
+  put_be(data, 0, 4);  // flags
+  put_be(data, 0, 4);  // header extension length
+  data.reserve(data.size() + static_cast<size_t>(n) * (2 + 12 * static_cast<size_t>(fields)) + 2);
+  for (int64_t r = 0; r < n; ++r) {
+    put_be(data, static_cast<uint64_t>(fields), 2);
+    const features::Key& key = rows.keys[static_cast<size_t>(r)];
+    if (const auto* k = std::get_if<int64_t>(&key)) {
+      put_int8(data, *k);
+    } else {
+      const std::string& text = std::get<std::string>(key);
+      put_field(data, text.data(), text.size());
+    }
+    for (size_t o = 0; o < rows.outputs.size(); ++o) {
+      const Tensor& t = rows.outputs[o].second;
+      for (int64_t e = 0; e < per_row[o]; ++e) DESKML_RETURN_IF_ERROR(put_value(data, t, r * per_row[o] + e));
+    }
+  }
+  put_be(data, static_cast<uint16_t>(-1), 2);  // trailer
+  return data;
 }
 
 // Rolls back at scope exit unless committed (nothing to do on a lost connection:
@@ -142,7 +242,7 @@ class PgTableSink final : public ResultSink {
     layout_ = sig;
     copy_sql_ = "COPY " + table_ + " (\"key\"";
     for (const auto& c : layout.columns) copy_sql_ += ", " + c.name;
-    copy_sql_ += ") FROM STDIN";
+    copy_sql_ += ") FROM STDIN (FORMAT binary)";
     prepared_ = true;
     return Status::Ok();
   }
@@ -151,21 +251,7 @@ class PgTableSink final : public ResultSink {
     if (!prepared_) return internal_error("PgTableSink::write before prepare");
     if (rows.keys.empty()) return Status::Ok();
     const int64_t n = static_cast<int64_t>(rows.keys.size());
-    std::string data;
-    data.reserve(static_cast<size_t>(n) * 16 * (rows.outputs.size() + 1));
-    std::vector<int64_t> per_row;
-    for (const auto& [name, t] : rows.outputs) per_row.push_back(t.numel() / n);
-    for (int64_t r = 0; r < n; ++r) {
-      features::pg::append_copy_text(data, features::key_to_string(rows.keys[static_cast<size_t>(r)]));
-      for (size_t o = 0; o < rows.outputs.size(); ++o) {
-        const Tensor& t = rows.outputs[o].second;
-        for (int64_t e = 0; e < per_row[o]; ++e) {
-          data += '\t';
-          append_value(data, t, r * per_row[o] + e, TextStyle::kPostgresCopy);
-        }
-      }
-      data += '\n';
-    }
+    DESKML_ASSIGN_OR_RETURN(const std::string data, binary_copy_data(rows));
     const std::string last = features::key_to_string(rows.keys.back());
     const int64_t before = checkpoint_.rows_done, after = before + n;
     DESKML_RETURN_IF_ERROR(pool_->run([&](Connection& conn) -> Status {
