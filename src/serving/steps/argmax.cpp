@@ -41,24 +41,8 @@ Result<Tensor> argmax_along(const std::string& kind, const Tensor& x, int64_t ax
       }
     }
   };
-  switch (x.dtype()) {
-    case DataType::kFloat32:
-      run(x.data<float>());
-      break;
-    case DataType::kFloat64:
-      run(x.data<double>());
-      break;
-    case DataType::kUInt8:
-      run(x.data<uint8_t>());
-      break;
-    case DataType::kInt32:
-      run(x.data<int32_t>());
-      break;
-    case DataType::kInt64:
-      run(x.data<int64_t>());
-      break;
-    default:
-      return invalid_argument(kind + ": input must be float, double, uint8, int32 or int64, got " + x.description());
+  if (!visit_numeric(x, run)) {
+    return invalid_argument(kind + ": input must be " + kNumericTypes + ", got " + x.description());
   }
   return out;
 }

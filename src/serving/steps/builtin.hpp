@@ -18,6 +18,34 @@ namespace deskml::serving::steps {
 inline constexpr int64_t kMaxImageSide = 16384;
 inline constexpr int64_t kMaxOutputBytes = int64_t{1} << 30;
 
+// The numeric input types argmax and threshold take, for their messages.
+inline constexpr const char* kNumericTypes = "float, double, uint8, int32 or int64";
+
+// Calls fn(const T* data) for a float, double, uint8, int32 or int64 tensor;
+// false (fn not called) for any other type.
+template <typename Fn>
+bool visit_numeric(const Tensor& x, Fn&& fn) {
+  switch (x.dtype()) {
+    case DataType::kFloat32:
+      fn(x.data<float>());
+      return true;
+    case DataType::kFloat64:
+      fn(x.data<double>());
+      return true;
+    case DataType::kUInt8:
+      fn(x.data<uint8_t>());
+      return true;
+    case DataType::kInt32:
+      fn(x.data<int32_t>());
+      return true;
+    case DataType::kInt64:
+      fn(x.data<int64_t>());
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Runs compute() and turns anything thrown (Error from tensor allocation, bad_alloc)
 // into a Status, so Step::run never throws.
 class BuiltinStep : public Step {

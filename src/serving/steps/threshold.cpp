@@ -15,25 +15,8 @@ class Threshold final : public UnaryStep {
     auto run = [&](const auto* in) {
       for (int64_t i = 0; i < x.numel(); ++i) o[i] = static_cast<double>(in[i]) > value_;
     };
-    switch (x.dtype()) {
-      case DataType::kFloat32:
-        run(x.data<float>());
-        break;
-      case DataType::kFloat64:
-        run(x.data<double>());
-        break;
-      case DataType::kUInt8:
-        run(x.data<uint8_t>());
-        break;
-      case DataType::kInt32:
-        run(x.data<int32_t>());
-        break;
-      case DataType::kInt64:
-        run(x.data<int64_t>());
-        break;
-      default:
-        return bad_input("input must be float, double, uint8, int32 or int64, got " + x.description());
-    }
+    if (!visit_numeric(x, run))
+      return bad_input(std::string("input must be ") + kNumericTypes + ", got " + x.description());
     return out;
   }
 
