@@ -21,6 +21,7 @@
 #include "onnx/model_loader.hpp"
 #include "onnx/onnx_pb.h"
 #include "runtime/session.hpp"
+#include "temp_dir.hpp"
 
 namespace deskml {
 namespace {
@@ -43,26 +44,7 @@ using runtime::Session;
   return ::testing::AssertionSuccess();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "deskml_loader_XXXXXX").string();
-    const char* made = mkdtemp(tmpl.data());
-    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using test_support::TempDir;
 
 void write_file(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -14,27 +14,14 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "temp_dir.hpp"
 
 namespace deskml::serving::testing {
 
 namespace fs = std::filesystem;
 
 // A folder removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "deskml-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test_support::TempDir;
 
 inline void write_file(const fs::path& file, const std::string& bytes) {
   fs::create_directories(file.parent_path());
