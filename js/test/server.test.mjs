@@ -140,9 +140,14 @@ describe('deskml serve over HTTP', { skip }, () => {
       // Slow requests, then four more with one id, cancelled at once. How many runs go side by
       // side depends on the thread budget and the models loaded, and a request already running
       // cannot be cancelled, so at least the last ones are queued and answered with an error.
-      const big = tensor('x', 'FP32', [CHAIN_SIZE, CHAIN_SIZE], new Float32Array(CHAIN_SIZE * CHAIN_SIZE));
+      // The blockers are big (each runs for tens of ms), the victims small, so the victims and
+      // the cancel are read while a blocker still runs: reading a big request's JSON takes
+      // longer than running a small one.
+      const side = 2 * CHAIN_SIZE;
+      const big = tensor('x', 'FP32', [side, side], new Float32Array(side * side));
+      const small = tensor('x', 'FP32', [16, 16], new Float32Array(16 * 16));
       const blockers = [ws.send('chain', [big], { id: 'blocker' }), ws.send('chain', [big], { id: 'blocker' })];
-      const victims = [1, 2, 3, 4].map(() => ws.send('chain', [big], { id: 'victim' }));
+      const victims = [1, 2, 3, 4].map(() => ws.send('chain', [small], { id: 'victim' }));
       assert.equal(ws.inFlight, 6);
       ws.cancel('victim');
       const settled = await Promise.allSettled(victims.map((v) => v.result));
@@ -150,7 +155,7 @@ describe('deskml serve over HTTP', { skip }, () => {
       assert.ok(cancelled.length >= 1, 'at least one queued request was cancelled');
       for (const r of cancelled) assert.ok(r.reason instanceof DeskmlError && /cancel/i.test(r.reason.message), r.reason.message);
       assert.ok(settled.at(-1).status === 'rejected', 'the last one was still queued');
-      for (const b of blockers) assert.deepEqual((await b.result).output('y').shape, [CHAIN_SIZE, CHAIN_SIZE]);
+      for (const b of blockers) assert.deepEqual((await b.result).output('y').shape, [side, side]);
       await reader;
       assert.equal(answers.length, 10);
       assert.deepEqual(answers.filter((a) => a.id === 'victim' && a.error).length, cancelled.length);

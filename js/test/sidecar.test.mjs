@@ -95,7 +95,10 @@ describe('Sidecar process lifetime', { skip }, () => {
 
   it('rejects every waiting call when deskml exits, and later calls at once', async () => {
     const sc = Sidecar.spawn({ binary: BINARY, models: repo.dir, env: quietEnv });
-    const big = tensor('x', 'FP32', [CHAIN_SIZE, CHAIN_SIZE], new Float32Array(CHAIN_SIZE * CHAIN_SIZE));
+    // Twice the usual side: 8x the work, so each inference outlasts the 20 ms
+    // before the kill (at the usual size one takes about 4 ms on a 2-core EPYC).
+    const side = 2 * CHAIN_SIZE;
+    const big = tensor('x', 'FP32', [side, side], new Float32Array(side * side));
     await sc.load('chain');
     const waiting = [sc.infer('chain', [big]), sc.infer('chain', [big]), sc.health()];
     // health may be answered before the kill lands; the inferences cannot be.
