@@ -48,7 +48,7 @@ extern "C" {
 /* The interface this header describes. It grows by one whenever a function
  * is added or a documented behaviour changes; an application compiled against
  * version N runs with any library that supports N. */
-#define DESKML_API_VERSION 1
+#define DESKML_API_VERSION 2
 
 /* The library's release, "MAJOR.MINOR.PATCH". Static storage. */
 DESKML_API const char* deskml_version(void);
@@ -79,6 +79,12 @@ typedef enum deskml_status {
 } deskml_status;
 
 DESKML_API deskml_status deskml_check_api_version(int header_version);
+
+/* Logs are JSON lines on stderr, level "info" unless $DESKML_LOG_LEVEL says
+ * otherwise. Sets the level for the whole process: "trace", "debug", "info",
+ * "warn", "error", "critical" or "off". DESKML_INVALID_ARGUMENT for anything
+ * else (the level is then unchanged). Thread-safe. Since API version 2. */
+DESKML_API deskml_status deskml_set_log_level(const char* level);
 
 /* "OK", "InvalidArgument", "NotFound", ...: static storage. */
 DESKML_API const char* deskml_status_name(deskml_status status);

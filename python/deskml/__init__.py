@@ -22,7 +22,7 @@ import weakref
 from typing import Any, AsyncIterable, AsyncIterator, Iterable, Mapping, Optional, Tuple, Union
 
 from . import _deskml
-from ._deskml import Request, Session, TensorInfo
+from ._deskml import Request, Session, TensorInfo, set_log_level
 from ._errors import (CancelledError, DeadlineExceededError, Error, InternalError, InvalidArgumentError,
                       InvalidModelError, IoError, NotFoundError, OutOfRangeError, ResourceExhaustedError,
                       UnavailableError, UnsupportedError)
@@ -32,7 +32,7 @@ __version__: str = _deskml.__version__
 __all__ = [
     "Engine", "Session", "Request", "TensorInfo", "Error", "InvalidArgumentError", "InvalidModelError",
     "UnsupportedError", "NotFoundError", "OutOfRangeError", "IoError", "ResourceExhaustedError", "CancelledError",
-    "DeadlineExceededError", "UnavailableError", "InternalError", "__version__",
+    "DeadlineExceededError", "UnavailableError", "InternalError", "set_log_level", "__version__",
 ]
 
 # Engines still open at interpreter exit are closed first, while their runtime

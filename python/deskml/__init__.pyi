@@ -29,6 +29,11 @@ class DeadlineExceededError(Error, TimeoutError): ...
 class UnavailableError(Error): ...
 class InternalError(Error): ...
 
+def set_log_level(level: str) -> None:
+    """Sets the level of deskml's JSON log lines on stderr for the whole process: 'trace', 'debug',
+    'info' (the default, unless $DESKML_LOG_LEVEL says otherwise), 'warn', 'error', 'critical' or
+    'off'. Raises InvalidArgumentError for anything else."""
+
 class TensorInfo:
     """An input or output as the model declares it."""
     @property

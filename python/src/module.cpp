@@ -4,6 +4,7 @@
 #include "bindings.hpp"
 #include "convert.hpp"
 #include "errors.hpp"
+#include "serving/log.hpp"
 
 namespace deskml::python {
 
@@ -35,10 +36,21 @@ void bind_tensor_info(py::module_& m) {
 }  // namespace deskml::python
 
 PYBIND11_MODULE(_deskml, m) {
+  namespace py = pybind11;
   m.doc() = "deskml's compiled core; import the deskml package instead.";
   m.attr("__version__") = DESKML_VERSION;
   deskml::python::register_error_translator();
   deskml::python::bind_tensor_info(m);
   deskml::python::bind_session(m);
   deskml::python::bind_engine(m);
+  m.def(
+      "set_log_level",
+      [](const std::string& level) {
+        const deskml::Status st = deskml::serving::log::set_level(level);
+        if (!st.ok()) deskml::python::raise(st);
+      },
+      py::arg("level"),
+      "Sets the level of deskml's JSON log lines on stderr for the whole process: 'trace', 'debug', "
+      "'info' (the default, unless $DESKML_LOG_LEVEL says otherwise), 'warn', 'error', 'critical' or "
+      "'off'. Raises InvalidArgumentError for anything else.");
 }

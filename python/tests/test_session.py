@@ -1,4 +1,5 @@
 """deskml.Session: results against the CLI and PyTorch, zero-copy arrays both ways, errors."""
+import os
 import subprocess
 import sys
 
@@ -147,3 +148,12 @@ def test_the_gil_is_released_while_a_session_runs(mlp):
     t.join()
     print(f"\nthe main thread spun {spins} times during a {elapsed * 1000:.1f} ms run", file=sys.stderr)
     assert spins > 1000
+
+
+def test_log_level_is_settable():
+    deskml.set_log_level("warn")
+    with pytest.raises(deskml.InvalidArgumentError, match="loud"):
+        deskml.set_log_level("loud")
+    with pytest.raises(ValueError):  # InvalidArgumentError is a ValueError too
+        deskml.set_log_level("")
+    deskml.set_log_level(os.environ.get("DESKML_LOG_LEVEL", "info"))

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "capi/handles.hpp"
+#include "serving/log.hpp"
 
 #ifndef DESKML_VERSION
 #error "DESKML_VERSION must be defined by the build"
@@ -84,6 +85,15 @@ deskml_status deskml_check_api_version(int header_version) {
                                   std::to_string(DESKML_API_VERSION));
   } catch (...) {
     return DESKML_VERSION_MISMATCH;
+  }
+}
+
+deskml_status deskml_set_log_level(const char* level) {
+  if (level == nullptr) return deskml::capi::fail(DESKML_INVALID_ARGUMENT, "level is NULL");
+  try {
+    return deskml::capi::report(deskml::serving::log::set_level(level));
+  } catch (...) {
+    return deskml::capi::fail(DESKML_INTERNAL, "setting the log level failed");
   }
 }
 

@@ -32,6 +32,18 @@ std::shared_ptr<spdlog::logger>& instance() {
 
 spdlog::logger& logger() { return *instance(); }
 
+Status set_level(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  for (std::string_view n : kNames) {
+    if (n == name) {
+      logger().set_level(spdlog::level::from_str(std::string(n)));
+      return Status::Ok();
+    }
+  }
+  return invalid_argument("unknown log level '" + std::string(name) +
+                          "': use trace, debug, info, warn, error, critical or off");
+}
+
 void set_sink(std::shared_ptr<spdlog::sinks::sink> sink) {
   sink->set_pattern(kPattern);
   auto& sinks = instance()->sinks();

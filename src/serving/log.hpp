@@ -10,10 +10,16 @@
 #include <string>
 #include <string_view>
 
+#include "core/status.hpp"
+
 namespace deskml::serving::log {
 
 // The "deskml" logger (created on first use, on stderr, level info or $DESKML_LOG_LEVEL).
 spdlog::logger& logger();
+// Sets the level: "trace", "debug", "info", "warn", "error", "critical" or "off"
+// (what $DESKML_LOG_LEVEL takes). InvalidArgument for anything else; the level
+// is then unchanged.
+Status set_level(std::string_view name);
 // Replaces the logger's sinks, e.g. with a file or a test's capture. Not thread-safe:
 // call it while nothing logs (before starting a runtime, or between requests).
 void set_sink(std::shared_ptr<spdlog::sinks::sink> sink);

@@ -4,6 +4,7 @@
 // chained submits and the reference outputs of the MLP.
 #include <deskml/deskml.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -178,6 +180,37 @@ TEST_F(CApi, VersionCheck) {
   EXPECT_STREQ(deskml_dtype_name(DESKML_DTYPE_FLOAT16), "float16");
   EXPECT_EQ(deskml_dtype_size(DESKML_DTYPE_BFLOAT16), 2u);
   EXPECT_EQ(deskml_dtype_size(DESKML_DTYPE_STRING), 0u);
+}
+
+// What the library writes to stderr while fn runs.
+template <typename Fn>
+std::string captured_stderr(Fn&& fn) {
+  std::fflush(stderr);
+  char path[] = "/tmp/deskml_capi_stderr_XXXXXX";
+  const int fd = ::mkstemp(path);
+  const int saved = ::dup(2);
+  ::dup2(fd, 2);
+  fn();
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ::close(fd);
+  ::unlink(path);
+  return text;
+}
+
+TEST_F(CApi, LogLevelIsSettable) {
+  EXPECT_EQ(deskml_set_log_level("loud"), DESKML_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("'loud'"), std::string::npos) << last_error();
+  EXPECT_EQ(deskml_set_log_level(nullptr), DESKML_INVALID_ARGUMENT);
+  ASSERT_EQ(deskml_set_log_level("off"), DESKML_OK) << last_error();
+  EXPECT_EQ(captured_stderr([] { engine(); }), "");
+  ASSERT_EQ(deskml_set_log_level("info"), DESKML_OK);
+  EXPECT_NE(captured_stderr([] { engine(); }).find("\"event\":\"runtime_started\""), std::string::npos);
+  const char* env = std::getenv("DESKML_LOG_LEVEL");
+  EXPECT_EQ(deskml_set_log_level(env ? env : "info"), DESKML_OK);
 }
 
 TEST_F(CApi, LastErrorIsPerThread) {
