@@ -176,7 +176,10 @@ def test_leaving_a_stream_early_cancels_what_is_in_flight(engine):
 
 def test_cancelling_a_task_consuming_a_stream_cancels_the_stream(engine):
     async def consume(seen):
-        async for out in engine.stream("mlp", ({"features": batch(100_000, seed=i)} for i in range(50))):
+        # As above: a small first item, then big ones, so work is still queued when the
+        # first answer is seen and the task cancelled, even on a loaded machine.
+        items = ({"features": batch(1 if i == 0 else 200_000, seed=i)} for i in range(20))
+        async for out in engine.stream("mlp", items):
             seen.append(out)
 
     async def main():
