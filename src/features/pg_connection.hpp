@@ -25,6 +25,13 @@ struct ResultDeleter {
 };
 using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
 
+// Type OIDs of the columns deskml decodes, from PostgreSQL's pg_type.dat; stable
+// across versions.
+namespace oid {
+constexpr Oid kBool = 16, kName = 19, kInt8 = 20, kInt2 = 21, kInt4 = 23, kText = 25, kOid = 26, kFloat4 = 700,
+              kFloat8 = 701, kBpchar = 1042, kVarchar = 1043, kNumeric = 1700;
+}  // namespace oid
+
 // Statement parameters in text form; nullopt is NULL. The server infers their types.
 using Params = std::vector<std::optional<std::string>>;
 

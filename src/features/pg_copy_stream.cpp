@@ -8,10 +8,6 @@ namespace deskml::features::pg {
 
 namespace {
 
-// Type OIDs from PostgreSQL's pg_type.dat; stable across versions.
-constexpr Oid kBool = 16, kName = 19, kInt8 = 20, kInt2 = 21, kInt4 = 23, kText = 25, kOid = 26, kFloat4 = 700,
-              kFloat8 = 701, kBpchar = 1042, kVarchar = 1043, kNumeric = 1700;
-
 // COPY BINARY's 11-byte signature, then a 32-bit flags field and a 32-bit
 // header-extension length.
 constexpr char kSignature[] = "PGCOPY\n\377\r\n";
@@ -80,18 +76,18 @@ Result<double> numeric_value(std::string_view v, const std::string& column) {
 
 bool binary_decodable(Oid type) {
   switch (type) {
-    case kBool:
-    case kInt2:
-    case kInt4:
-    case kInt8:
-    case kOid:
-    case kFloat4:
-    case kFloat8:
-    case kNumeric:
-    case kText:
-    case kVarchar:
-    case kBpchar:
-    case kName:
+    case oid::kBool:
+    case oid::kInt2:
+    case oid::kInt4:
+    case oid::kInt8:
+    case oid::kOid:
+    case oid::kFloat4:
+    case oid::kFloat8:
+    case oid::kNumeric:
+    case oid::kText:
+    case oid::kVarchar:
+    case oid::kBpchar:
+    case oid::kName:
       return true;
     default:
       return false;
@@ -101,27 +97,27 @@ bool binary_decodable(Oid type) {
 Status append_binary_cell(RowBatch& out, Oid type, std::string_view v, const std::string& column) {
   auto sized = [&](size_t n) { return v.size() == n ? Status::Ok() : bad_value(column, "a value of the wrong size"); };
   switch (type) {
-    case kBool:
+    case oid::kBool:
       DESKML_RETURN_IF_ERROR(sized(1));
       out.cells.push_back(Cell::boolean(v[0] != 0));
       return Status::Ok();
-    case kInt2:
+    case oid::kInt2:
       DESKML_RETURN_IF_ERROR(sized(2));
       out.cells.push_back(Cell::integer(static_cast<int16_t>(read_be(v.data(), 2))));
       return Status::Ok();
-    case kInt4:
+    case oid::kInt4:
       DESKML_RETURN_IF_ERROR(sized(4));
       out.cells.push_back(Cell::integer(static_cast<int32_t>(read_be(v.data(), 4))));
       return Status::Ok();
-    case kOid:
+    case oid::kOid:
       DESKML_RETURN_IF_ERROR(sized(4));
       out.cells.push_back(Cell::integer(static_cast<int64_t>(read_be(v.data(), 4))));
       return Status::Ok();
-    case kInt8:
+    case oid::kInt8:
       DESKML_RETURN_IF_ERROR(sized(8));
       out.cells.push_back(Cell::integer(static_cast<int64_t>(read_be(v.data(), 8))));
       return Status::Ok();
-    case kFloat4: {
+    case oid::kFloat4: {
       DESKML_RETURN_IF_ERROR(sized(4));
       const auto bits = static_cast<uint32_t>(read_be(v.data(), 4));
       float f;
@@ -129,7 +125,7 @@ Status append_binary_cell(RowBatch& out, Oid type, std::string_view v, const std
       out.cells.push_back(Cell::real(f));
       return Status::Ok();
     }
-    case kFloat8: {
+    case oid::kFloat8: {
       DESKML_RETURN_IF_ERROR(sized(8));
       const uint64_t bits = read_be(v.data(), 8);
       double d;
@@ -137,15 +133,15 @@ Status append_binary_cell(RowBatch& out, Oid type, std::string_view v, const std
       out.cells.push_back(Cell::real(d));
       return Status::Ok();
     }
-    case kNumeric: {
+    case oid::kNumeric: {
       DESKML_ASSIGN_OR_RETURN(double d, numeric_value(v, column));
       out.cells.push_back(Cell::real(d));
       return Status::Ok();
     }
-    case kText:
-    case kVarchar:
-    case kBpchar:
-    case kName:
+    case oid::kText:
+    case oid::kVarchar:
+    case oid::kBpchar:
+    case oid::kName:
       out.add_text(v);
       return Status::Ok();
     default:

@@ -8,9 +8,6 @@ namespace deskml::features {
 
 namespace {
 
-// Type OIDs from PostgreSQL's pg_type.dat; stable across versions.
-constexpr Oid kBool = 16, kInt8 = 20, kInt2 = 21, kInt4 = 23, kOid = 26, kFloat4 = 700, kFloat8 = 701, kNumeric = 1700;
-
 pg::Params key_params(const std::vector<Key>& keys) {
   pg::Params params;
   params.reserve(keys.size());
@@ -40,10 +37,10 @@ Result<RowBatch> to_row_batch(const PGresult* result) {
       const char* v = PQgetvalue(result, r, c);
       const size_t n = static_cast<size_t>(PQgetlength(result, r, c));
       switch (types[static_cast<size_t>(c)]) {
-        case kInt2:
-        case kInt4:
-        case kInt8:
-        case kOid: {
+        case oid::kInt2:
+        case oid::kInt4:
+        case oid::kInt8:
+        case oid::kOid: {
           int64_t x = 0;
           auto [end, ec] = std::from_chars(v, v + n, x);
           if (ec != std::errc() || end != v + n) {
@@ -53,9 +50,9 @@ Result<RowBatch> to_row_batch(const PGresult* result) {
           out.cells.push_back(Cell::integer(x));
           break;
         }
-        case kFloat4:
-        case kFloat8:
-        case kNumeric: {
+        case oid::kFloat4:
+        case oid::kFloat8:
+        case oid::kNumeric: {
           double x = 0;
           auto [end, ec] = std::from_chars(v, v + n, x);
           // from_chars accepts "inf", "infinity" and "nan" in any case, which covers
@@ -69,7 +66,7 @@ Result<RowBatch> to_row_batch(const PGresult* result) {
           out.cells.push_back(Cell::real(x));
           break;
         }
-        case kBool:
+        case oid::kBool:
           out.cells.push_back(Cell::boolean(n > 0 && v[0] == 't'));
           break;
         default:

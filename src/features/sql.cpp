@@ -11,6 +11,16 @@ std::string from_query(std::string_view query) {
   return "SELECT * FROM (\n" + std::string(query) + "\n) AS deskml_rows";
 }
 
+// The query's rows in key order after `after` (an SQL expression: a parameter or
+// a literal), or all of them when there is none. NULL keys have no place in key
+// order (SQLite sorts them first, PostgreSQL last): never read.
+std::string in_key_order(std::string_view query, std::string_view key, const std::optional<std::string>& after) {
+  const std::string k(key);
+  std::string sql = from_query(query);
+  sql += after ? " WHERE " + k + " > " + *after : " WHERE " + k + " IS NOT NULL";
+  return sql + " ORDER BY " + k;
+}
+
 }  // namespace
 
 bool is_plain_identifier(std::string_view name) {
@@ -59,20 +69,13 @@ Result<std::string> clean_query(std::string_view query) {
 }
 
 std::string page_sql(Dialect dialect, std::string_view query, std::string_view key, bool after, size_t limit) {
-  std::string sql = from_query(query);
-  const std::string k(key);
-  // NULL keys have no place in key order (SQLite sorts them first, PostgreSQL last): never read.
-  sql += after ? " WHERE " + k + " > " + param(dialect, 1) : " WHERE " + k + " IS NOT NULL";
-  sql += " ORDER BY " + k + " LIMIT " + std::to_string(limit);
-  return sql;
+  const auto after_param = after ? std::optional<std::string>(param(dialect, 1)) : std::nullopt;
+  return in_key_order(query, key, after_param) + " LIMIT " + std::to_string(limit);
 }
 
 std::string copy_out_sql(std::string_view query, std::string_view key,
                          const std::optional<std::string>& after_literal) {
-  const std::string k(key);
-  std::string sql = "COPY (" + from_query(query);
-  sql += after_literal ? " WHERE " + k + " > " + *after_literal : " WHERE " + k + " IS NOT NULL";
-  return sql + " ORDER BY " + k + ") TO STDOUT (FORMAT binary)";
+  return "COPY (" + in_key_order(query, key, after_literal) + ") TO STDOUT (FORMAT binary)";
 }
 
 std::string count_sql(Dialect dialect, std::string_view query, std::string_view key, bool after) {

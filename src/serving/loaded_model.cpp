@@ -363,7 +363,7 @@ void LoadedModel::run_batch(size_t instance, std::vector<std::shared_ptr<Pending
     }
   }
   if (all.ok()) {
-    answer_batch(batch, std::move(all).value(), start, compute_ms);
+    answer_batch(batch, std::move(all).value(), queue_seconds, compute_ms);
   } else {
     for (auto& r : batch) r->finish(PendingRequest::kRunning, all.status());
   }
@@ -377,7 +377,7 @@ void LoadedModel::run_batch(size_t instance, std::vector<std::shared_ptr<Pending
 // A request whose batch has finished running gets its result even if it is
 // cancelled while earlier callbacks of the batch run.
 void LoadedModel::answer_batch(std::vector<std::shared_ptr<PendingRequest>>& batch, Tensors outputs,
-                               Clock::time_point start, double compute_ms) {
+                               const std::vector<double>& queue_seconds, double compute_ms) {
   std::vector<int64_t> rows;
   rows.reserve(batch.size());
   for (const auto& r : batch) rows.push_back(r->rows);
@@ -405,17 +405,13 @@ void LoadedModel::answer_batch(std::vector<std::shared_ptr<PendingRequest>>& bat
     resp.request_id = std::move(r.options.request_id);  // claimed: nobody else reads it now
     resp.outputs = std::move(parts[i]);
     resp.batch_size = static_cast<int>(batch.size());
-    resp.queue_ms = ms_between(r.enqueued, start);
+    resp.queue_ms = queue_seconds[i] * 1e3;
     resp.compute_ms = compute_ms;
     claimed.push_back(&r);
   }
   if (claimed.empty()) return;
   if (auto* hook = claimed.front()->on_finish_batch) {
     hook(claimed.data(), responses.data(), claimed.size(), claimed.front()->on_finish_arg);
-  } else {
-    for (size_t i = 0; i < claimed.size(); ++i) {
-      if (claimed[i]->on_finish) claimed[i]->on_finish(*claimed[i], responses[i], claimed[i]->on_finish_arg);
-    }
   }
   for (size_t i = 0; i < claimed.size(); ++i) claimed[i]->deliver(std::move(responses[i]));
 }

@@ -61,8 +61,8 @@ class LoadedModel {
   void work(size_t instance);
   std::vector<std::shared_ptr<PendingRequest>> take_batch(std::unique_lock<std::mutex>& lock);
   void run_batch(size_t instance, std::vector<std::shared_ptr<PendingRequest>>& batch);
-  void answer_batch(std::vector<std::shared_ptr<PendingRequest>>& batch, Tensors outputs, Clock::time_point start,
-                    double compute_ms);
+  void answer_batch(std::vector<std::shared_ptr<PendingRequest>>& batch, Tensors outputs,
+                    const std::vector<double>& queue_seconds, double compute_ms);
 
   std::string name_;
   ModelVersionFiles files_;

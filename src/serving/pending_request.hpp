@@ -36,6 +36,7 @@ struct PendingRequest {
   void (*on_finish)(PendingRequest&, const Result<InferResponse>&, void*) = nullptr;
   // The same for the requests of a batch answered together with results: once
   // for all of them (one lock, one metrics update) instead of on_finish on each.
+  // Whoever sets on_finish sets this too (the runtime sets both).
   void (*on_finish_batch)(PendingRequest* const* requests, const InferResponse* responses, size_t n, void*) = nullptr;
   void* on_finish_arg = nullptr;
   std::atomic<int> state{kQueued};
