@@ -130,6 +130,7 @@ Status bench(const BenchOptions& opts) {
   if (opts.clients > 0) return bench_runtime(opts);
   runtime::SessionOptions so;
   so.threads = opts.threads;
+  so.winograd = !opts.no_winograd;
   const auto load_start = Clock::now();
   DESKML_ASSIGN_OR_RETURN(auto session, runtime::Session::load(opts.model, so));
   DESKML_ASSIGN_OR_RETURN(auto feeds, bench_feeds(*session, opts));
@@ -216,6 +217,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--profile", opts->profile,
                 "Time every node during the timed runs; print per-op-type totals and the 15 slowest nodes "
                 "(with --json: \"profile\" and \"profile_top_nodes\" arrays)");
+  cmd->add_flag("--no-winograd", opts->no_winograd,
+                "Run 3x3 convolutions by the direct algorithm only (Winograd's is used where it is faster)");
   cmd->add_option("--idle-seconds", opts->idle_seconds,
                   "After the timed runs, sleep this long with the session loaded and report the process CPU "
                   "used meanwhile as % of one core (idle_cpu_percent); 0 = skip")

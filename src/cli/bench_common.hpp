@@ -26,6 +26,7 @@ struct BenchOptions {
   bool json = false;
   bool profile = false;
   double idle_seconds = 0;
+  bool no_winograd = false;
   // Runtime mode.
   int clients = 0;
   int64_t requests = 2000;

@@ -1,9 +1,15 @@
 #include "onnx/model_loader.hpp"
 
+#include <fcntl.h>
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
+#include <cstring>
 #include <fstream>
 #include <new>
 #include <unordered_set>
@@ -79,7 +85,7 @@ struct Converter {
     return out;
   }
 
-  Result<AttributeValue> convert_attribute(const onnx::AttributeProto& a, int depth) {
+  Result<AttributeValue> convert_attribute(onnx::AttributeProto& a, int depth) {
     using A = onnx::AttributeProto;
     if (!a.ref_attr_name().empty()) return unsupported("attribute references (functions) are not supported");
     switch (a.type()) {
@@ -87,11 +93,11 @@ struct Converter {
       case A::INT: return AttributeValue(static_cast<int64_t>(a.i()));
       case A::STRING: return AttributeValue(a.s());
       case A::TENSOR: {
-        DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(a.t(), limits));
+        DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(*a.mutable_t(), limits));
         return AttributeValue(std::move(t));
       }
       case A::GRAPH: {
-        DESKML_ASSIGN_OR_RETURN(graph::Graph g, convert_graph(a.g(), depth + 1));
+        DESKML_ASSIGN_OR_RETURN(graph::Graph g, convert_graph(*a.mutable_g(), depth + 1));
         return AttributeValue(GraphPtr(std::make_shared<graph::Graph>(std::move(g))));
       }
       case A::FLOATS: return AttributeValue(std::vector<float>(a.floats().begin(), a.floats().end()));
@@ -99,7 +105,7 @@ struct Converter {
       case A::STRINGS: return AttributeValue(std::vector<std::string>(a.strings().begin(), a.strings().end()));
       case A::TENSORS: {
         std::vector<Tensor> ts;
-        for (const auto& tp : a.tensors()) {
+        for (auto& tp : *a.mutable_tensors()) {
           DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
           ts.push_back(std::move(t));
         }
@@ -107,7 +113,7 @@ struct Converter {
       }
       case A::GRAPHS: {
         std::vector<GraphPtr> gs;
-        for (const auto& gp : a.graphs()) {
+        for (auto& gp : *a.mutable_graphs()) {
           DESKML_ASSIGN_OR_RETURN(graph::Graph g, convert_graph(gp, depth + 1));
           gs.push_back(std::make_shared<graph::Graph>(std::move(g)));
         }
@@ -135,14 +141,14 @@ struct Converter {
     }
   }
 
-  Result<graph::Graph> convert_graph(const onnx::GraphProto& g, int depth) {
+  Result<graph::Graph> convert_graph(onnx::GraphProto& g, int depth) {
     if (depth > options.max_subgraph_depth) {
       return invalid_model("subgraphs are nested more than " + std::to_string(options.max_subgraph_depth) +
                            " levels deep");
     }
     graph::Graph out;
     out.name = g.name();
-    for (const auto& tp : g.initializer()) {
+    for (auto& tp : *g.mutable_initializer()) {
       DESKML_ASSIGN_OR_RETURN(Tensor t, tensor_from_proto(tp, limits));
       if (tp.name().empty()) return invalid_model("an initializer has no name");
       if (!out.initializers.emplace(tp.name(), std::move(t)).second) {
@@ -169,7 +175,7 @@ struct Converter {
       out.value_types[info.name] = info.type;
     }
     out.nodes.reserve(static_cast<size_t>(g.node_size()));
-    for (const auto& np : g.node()) {
+    for (auto& np : *g.mutable_node()) {
       graph::Node n;
       n.name = np.name();
       n.op_type = np.op_type();
@@ -182,7 +188,7 @@ struct Converter {
       n.opset = static_cast<int>(std::min<int64_t>(it->second, 100000));
       n.inputs.assign(np.input().begin(), np.input().end());
       n.outputs.assign(np.output().begin(), np.output().end());
-      for (const auto& ap : np.attribute()) {
+      for (auto& ap : *np.mutable_attribute()) {
         auto converted = convert_attribute(ap, depth);
         if (!converted.ok()) return converted.status().with_context(n.label() + " attribute '" + ap.name() + "'");
         n.attributes[ap.name()] = std::move(converted).value();
@@ -208,11 +214,19 @@ Status validate_opsets(const std::map<std::string, int64_t>& opsets) {
   return Status::Ok();
 }
 
-Result<graph::Model> convert_model(std::string_view bytes, const fs::path& base_dir, const LoadOptions& options) {
+// Parses a ModelProto of `size` bytes from `input`.
+Result<onnx::ModelProto> parse_model(google::protobuf::io::ZeroCopyInputStream& input, uint64_t size,
+                                     const LoadOptions& options) {
+  // Protobuf cannot parse a message of 2 GiB or more, whatever the options say.
+  const uint64_t limit = std::min<uint64_t>(options.max_model_bytes, INT_MAX);
+  if (size > limit) {
+    return out_of_range("model is " + std::to_string(size) + " bytes; the limit is " + std::to_string(limit));
+  }
+  if (size == 0) return invalid_model("the model is empty (0 bytes)");
   onnx::ModelProto proto;
   const int recursion_limit = protobuf_recursion_limit(options);
-  google::protobuf::io::CodedInputStream stream(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                                static_cast<int>(bytes.size()));
+  google::protobuf::io::CodedInputStream stream(&input);
+  stream.SetTotalBytesLimit(static_cast<int>(limit));
   stream.SetRecursionLimit(recursion_limit);
   if (!proto.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage()) {
     return invalid_model("not a valid ONNX model: protobuf parsing failed (the file is truncated, is not an .onnx "
@@ -220,6 +234,12 @@ Result<graph::Model> convert_model(std::string_view bytes, const fs::path& base_
                          " levels deep, i.e. subgraphs beyond the " + std::to_string(options.max_subgraph_depth) +
                          "-level limit)");
   }
+  return proto;
+}
+
+// Converts a parsed model. Tensors take over the proto's raw data rather than
+// copy it, so `proto` is left without its weights.
+Result<graph::Model> convert_model(onnx::ModelProto& proto, const fs::path& base_dir, const LoadOptions& options) {
   if (!proto.has_graph()) return invalid_model("the model has no graph");
   if (proto.functions_size() > 0) {
     return unsupported("model-local functions are not supported yet");
@@ -236,22 +256,16 @@ Result<graph::Model> convert_model(std::string_view bytes, const fs::path& base_
   DESKML_RETURN_IF_ERROR(validate_opsets(model.opsets));
 
   Converter converter{options, TensorReadLimits{base_dir, options.max_external_bytes}, model.opsets};
-  DESKML_ASSIGN_OR_RETURN(model.graph, converter.convert_graph(proto.graph(), 0));
+  DESKML_ASSIGN_OR_RETURN(model.graph, converter.convert_graph(*proto.mutable_graph(), 0));
   return model;
 }
 
-}  // namespace
-
-Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::path& base_dir,
-                                           const LoadOptions& options) {
-  // Protobuf cannot parse a message of 2 GiB or more, whatever the options say.
-  const uint64_t limit = std::min<uint64_t>(options.max_model_bytes, INT_MAX);
-  if (bytes.size() > limit) {
-    return out_of_range("model is " + std::to_string(bytes.size()) + " bytes; the limit is " + std::to_string(limit));
-  }
-  if (bytes.empty()) return invalid_model("the model is empty (0 bytes)");
+// Parses and converts, with the errors every entry point turns into a Status.
+Result<graph::Model> load_parsed(google::protobuf::io::ZeroCopyInputStream& input, uint64_t size,
+                                 const fs::path& base_dir, const LoadOptions& options) {
   try {
-    return convert_model(bytes, base_dir, options);
+    DESKML_ASSIGN_OR_RETURN(onnx::ModelProto proto, parse_model(input, size, options));
+    return convert_model(proto, base_dir, options);
   } catch (const Error& e) {
     return e.status();
   } catch (const std::bad_alloc&) {
@@ -259,10 +273,23 @@ Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::pat
   }
 }
 
+}  // namespace
+
+Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::path& base_dir,
+                                           const LoadOptions& options) {
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
+    return out_of_range("model is " + std::to_string(bytes.size()) + " bytes; protobuf reads at most " +
+                        std::to_string(INT_MAX));
+  }
+  google::protobuf::io::ArrayInputStream input(bytes.data(), static_cast<int>(bytes.size()));
+  return load_parsed(input, bytes.size(), base_dir, options);
+}
+
 namespace {
 
-// Reads a whole file that protobuf will parse: at most `limit` bytes (< 2 GiB).
-Result<std::string> read_bounded(const fs::path& path, uint64_t limit, const char* what) {
+// Checks a file protobuf will parse: a regular file of at most `limit` bytes
+// (< 2 GiB). Returns its size.
+Result<uint64_t> checked_size(const fs::path& path, uint64_t limit, const char* what) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (!fs::exists(status)) return not_found(std::string(what) + " '" + path.string() + "' does not exist");
@@ -277,12 +304,24 @@ Result<std::string> read_bounded(const fs::path& path, uint64_t limit, const cha
     return out_of_range(std::string(what) + " '" + path.string() + "' is " + std::to_string(size) +
                         " bytes; the limit is " + std::to_string(limit));
   }
+  return size;
+}
+
+// Reads a whole file that protobuf will parse.
+Result<std::string> read_bounded(const fs::path& path, uint64_t limit, const char* what) {
+  DESKML_ASSIGN_OR_RETURN(uint64_t size, checked_size(path, limit, what));
   std::ifstream in(path, std::ios::binary);
   std::string bytes(size, '\0');
   in.read(bytes.data(), static_cast<std::streamsize>(size));
   if (!in) return io_error("could not read " + std::string(what) + " '" + path.string() + "'");
   return bytes;
 }
+
+// Closes a file descriptor on every path out.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
 
 Result<Value> convert_value_file(const std::string& bytes, const fs::path& path, const graph::ValueType& expected) {
   const TensorReadLimits limits{path.parent_path(), uint64_t{1} << 32};
@@ -320,8 +359,19 @@ Result<Value> convert_value_file(const std::string& bytes, const fs::path& path,
 
 Result<graph::Model> load_model(const fs::path& path, const LoadOptions& options) {
   try {
-    DESKML_ASSIGN_OR_RETURN(std::string bytes, read_bounded(path, options.max_model_bytes, "model file"));
-    auto model = load_model_from_bytes(bytes, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
+    DESKML_ASSIGN_OR_RETURN(uint64_t size, checked_size(path, options.max_model_bytes, "model file"));
+    // Parsed straight from the file through a small buffer: the model's bytes
+    // are never held twice, and its weights are copied once (into the proto,
+    // whose raw data the tensors then take over).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_error("could not open model file '" + path.string() + "': " + std::strerror(errno));
+    const FdCloser closer{fd};
+    constexpr int kReadBlock = 1 << 20;
+    google::protobuf::io::FileInputStream input(fd, kReadBlock);
+    auto model = load_parsed(input, size, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
+    if (input.GetErrno() != 0) {
+      return io_error("could not read model file '" + path.string() + "': " + std::strerror(input.GetErrno()));
+    }
     if (!model.ok()) return model.status().with_context(path.filename().string());
     return model;
   } catch (const std::bad_alloc&) {

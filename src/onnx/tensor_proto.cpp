@@ -170,7 +170,11 @@ Tensor tensor_from_typed_field(const onnx::TensorProto& proto, DataType dtype, c
   return t;
 }
 
-Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& limits) {
+// Raw data at least this large is adopted by the tensor instead of copied
+// (when the caller lets go of the proto's data).
+constexpr size_t kAdoptBytes = 64 * 1024;
+
+Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& limits, std::string* adoptable) {
   const std::string& name = proto.name();
   DESKML_ASSIGN_OR_RETURN(DataType dtype, dtype_from_onnx(proto.data_type()));
   if (proto.has_segment()) return unsupported("tensor '" + name + "': segmented tensors are not supported");
@@ -202,8 +206,15 @@ Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& l
       return invalid_model("tensor '" + name + "' has " + std::to_string(raw.size()) + " bytes of data; its shape " +
                            shape_to_string(shape) + " needs " + std::to_string(nbytes));
     }
-    Tensor t(dtype, shape);
-    if (nbytes) std::memcpy(t.raw_data(), raw.data(), nbytes);  // ONNX raw data is little-endian, as is x86
+    Tensor t;
+    if (adoptable != nullptr && nbytes >= kAdoptBytes) {
+      // ONNX raw data is little-endian, as is x86: the bytes are the tensor.
+      auto owner = std::make_shared<std::string>(std::move(*adoptable));
+      t = Tensor::wrap(dtype, shape, owner->data(), owner);
+    } else {
+      t = Tensor(dtype, shape);
+      if (nbytes) std::memcpy(t.raw_data(), raw.data(), nbytes);
+    }
     normalize_bools(t);
     return t;
   }
@@ -219,15 +230,27 @@ Result<Tensor> convert(const onnx::TensorProto& proto, const TensorReadLimits& l
 
 }  // namespace
 
-Result<Tensor> tensor_from_proto(const onnx::TensorProto& proto, const TensorReadLimits& limits) {
+namespace {
+
+Result<Tensor> convert_guarded(const onnx::TensorProto& proto, const TensorReadLimits& limits, std::string* adoptable) {
   // Allocation can still fail for a legitimately large tensor; that is a Status, not a crash.
   try {
-    return convert(proto, limits);
+    return convert(proto, limits, adoptable);
   } catch (const Error& e) {
     return e.status().with_context("tensor '" + proto.name() + "'");
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "tensor '" + proto.name() + "': out of memory");
   }
+}
+
+}  // namespace
+
+Result<Tensor> tensor_from_proto(const onnx::TensorProto& proto, const TensorReadLimits& limits) {
+  return convert_guarded(proto, limits, nullptr);
+}
+
+Result<Tensor> tensor_from_proto(onnx::TensorProto& proto, const TensorReadLimits& limits) {
+  return convert_guarded(proto, limits, proto.has_raw_data() ? proto.mutable_raw_data() : nullptr);
 }
 
 }  // namespace deskml::onnx_import

@@ -14,5 +14,8 @@ struct TensorReadLimits {
 };
 
 Result<Tensor> tensor_from_proto(const onnx::TensorProto& proto, const TensorReadLimits& limits);
+// The same, except that a large tensor's raw data is taken over rather than
+// copied: `proto` is left without it.
+Result<Tensor> tensor_from_proto(onnx::TensorProto& proto, const TensorReadLimits& limits);
 
 }  // namespace deskml::onnx_import

@@ -21,6 +21,8 @@ struct OptimizeOptions {
   int level = 2;
   // Run 2-D float convolutions (and the ops between them) in NHWC.
   bool channels_last = true;
+  // Let 3x3 stride-1 convolutions use Winograd's algorithm (see allow_winograd).
+  bool winograd = true;
 };
 
 struct PassResult {
@@ -44,5 +46,6 @@ int fuse_conv(GraphEditor& editor);                 // Conv (+act) (+Add) (+act)
 int fuse_matmul(GraphEditor& editor);               // MatMul/Gemm + bias (+act) -> deskml.FusedMatMul
 int fuse_attention(GraphEditor& editor);  // MatMul -> scale -> [mask] -> Softmax -> MatMul -> deskml.Attention
 int convert_to_channels_last(GraphEditor& editor);  // NCHW conv chains -> NHWC
+int allow_winograd(GraphEditor& editor);            // marks 3x3 stride-1 float convs `winograd`
 
 }  // namespace deskml::optimizer

@@ -123,6 +123,7 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
     optimizer::OptimizeOptions oo;
     oo.level = options.optimization_level;
     oo.channels_last = options.channels_last;
+    oo.winograd = options.winograd;
     DESKML_RETURN_IF_ERROR(optimizer::optimize(model, *providers.front(), oo));
   } catch (const Error& e) {
     return e.status();

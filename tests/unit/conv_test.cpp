@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "kernel_harness.hpp"
+#include "kernels/cpu/dnnl_context.hpp"
 
 namespace deskml {
 namespace {
@@ -435,6 +436,27 @@ TEST(QLinearConv, RequantizesWithBias) {
   EXPECT_EQ(y.data<uint8_t>()[0], 28);
   // Channel 1 at (0,0): acc = 0*2 + 10*3 + 30*4 + 40*5 - 50 = 300; 300 * 0.5*0.125/2 = 9.375 -> 9 + 5.
   EXPECT_EQ(y.data<uint8_t>()[4], 14);
+}
+
+// Primitives of one node built for different input shapes share the reordered
+// weights when they want the same layout, and hold them only while one lives.
+TEST(SharedWeights, OneCopyPerLayoutWhileInUse) {
+  using dnnl::memory;
+  kernels::cpu::onednn::SharedWeights shared;
+  const memory::desc a({64, 64, 3, 3}, memory::data_type::f32, memory::format_tag::oihw);
+  const memory::desc b({64, 64, 3, 3}, memory::data_type::f32, memory::format_tag::OIhw16i16o);
+  auto first = shared.for_layout(a);
+  auto again = shared.for_layout(a);
+  auto other = shared.for_layout(b);
+  EXPECT_EQ(first.get(), again.get());
+  EXPECT_NE(first.get(), other.get());
+  std::weak_ptr<kernels::cpu::onednn::ReorderedWeights> watch = first;
+  first.reset();
+  again.reset();
+  EXPECT_TRUE(watch.expired());  // the cache does not keep it alive
+  auto fresh = shared.for_layout(a);
+  EXPECT_TRUE(fresh != nullptr);
+  EXPECT_EQ(shared.for_layout(b).get(), other.get());
 }
 
 }  // namespace

@@ -218,6 +218,65 @@ TEST(OnnxLoader, TruncatedModelFailsCleanlyAtEveryCut) {
   EXPECT_GT(failed, static_cast<int>(graph_end - graph_begin) - 2);
 }
 
+TEST(OnnxLoader, TruncatedModelFileFailsCleanly) {
+  // The file is parsed as it is read, through a buffer smaller than the model.
+  auto m = identity_model();
+  std::vector<float> big(600000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i);
+  add_float_initializer(m.mutable_graph(), "w", {static_cast<int64_t>(big.size())}, big);
+  m.mutable_graph()->add_output()->set_name("w");
+  const std::string bytes = serialize(m);
+  TempDir dir;
+  for (size_t cut : {bytes.size() / 3, bytes.size() - 1}) {
+    write_file(dir / "cut.onnx", bytes.substr(0, cut));
+    auto r = load_model(dir / "cut.onnx");
+    EXPECT_TRUE(HasStatus(r.status(), StatusCode::kInvalidModel, "protobuf parsing failed")) << cut;
+  }
+}
+
+// Initializers of 64 KiB and more take over the parsed raw data instead of
+// copying it; smaller ones are copied. Both, from a file and from bytes, hold
+// exactly the values written (bools normalised either way).
+TEST(OnnxLoader, InitializersSmallAndLargeLoadBitExact) {
+  auto m = identity_model();
+  auto* g = m.mutable_graph();
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const std::vector<size_t> sizes = {3, 16383, 16384, 250000};
+  std::vector<std::vector<float>> values;
+  for (size_t n : sizes) {
+    values.emplace_back(n);
+    for (float& v : values.back()) v = dist(rng);
+    add_float_initializer(g, "f" + std::to_string(n), {static_cast<int64_t>(n)}, values.back());
+  }
+  auto* flags = g->add_initializer();
+  flags->set_name("flags");
+  flags->set_data_type(onnx::TensorProto::BOOL);
+  flags->add_dims(100000);
+  std::string raw(100000, '\x07');
+  raw[5] = '\0';
+  flags->set_raw_data(raw);
+  const std::string bytes = serialize(m);
+  TempDir dir;
+  write_file(dir / "m.onnx", bytes);
+  for (bool from_file : {false, true}) {
+    SCOPED_TRACE(from_file ? "from a file" : "from bytes");
+    auto r = from_file ? load_model(dir / "m.onnx") : load_model_from_bytes(bytes, {});
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const Tensor& t = r->graph.initializers.at("f" + std::to_string(sizes[k]));
+      ASSERT_EQ(t.numel(), static_cast<int64_t>(sizes[k]));
+      EXPECT_EQ(std::memcmp(t.raw_data(), values[k].data(), sizes[k] * sizeof(float)), 0) << sizes[k];
+    }
+    const Tensor& b = r->graph.initializers.at("flags");
+    const auto* p = static_cast<const uint8_t*>(b.raw_data());
+    int64_t ones = 0;
+    for (int64_t i = 0; i < b.numel(); ++i) ones += p[i] == 1;
+    EXPECT_EQ(ones, 99999);
+    EXPECT_EQ(p[5], 0);
+  }
+}
+
 TEST(OnnxLoader, OversizedModelIsOutOfRange) {
   const std::string bytes = serialize(identity_model());
   onnx_import::LoadOptions options;

@@ -880,6 +880,46 @@ TEST(OptimizerGraphOrder, BranchOutputReadFromOuterScopeOrdersItsProducerFirst) 
 }
 
 // optimize() as a whole: level 1 cleans up but does not fuse; level 2 reports every pass.
+// ===========================================================================
+// allow_winograd
+
+TEST(OptimizerWinograd, MarksOnlyThreeByThreeStrideOneConvsWithConstantWeights) {
+  Builder b;
+  b.input("x", dims({1, 16, 12, 12}));
+  b.input("w_in", dims({16, 16, 3, 3}));
+  const std::string yes = b.conv("x", 16, 16, 3, pads1());
+  const std::string strided = b.conv(yes, 16, 16, 3, {{"pads", Ints{1, 1, 1, 1}}, {"strides", Ints{2, 2}}});
+  const std::string pointwise = b.conv(yes, 16, 16, 1);
+  const std::string grouped = b.conv(yes, 16, 16, 3, {{"pads", Ints{1, 1, 1, 1}}, {"group", int64_t{4}}});
+  const std::string dilated = b.conv(yes, 16, 16, 3, {{"pads", Ints{2, 2, 2, 2}}, {"dilations", Ints{2, 2}}});
+  const std::string fed = b.op("Conv", {yes, "w_in"}, pads1());
+  const std::string explicit_ones = b.conv(yes, 16, 16, 3, {{"pads", Ints{1, 1, 1, 1}}, {"strides", Ints{1, 1}}});
+  for (const auto& v : {strided, pointwise, grouped, dilated, fed, explicit_ones}) b.output(v);
+  EXPECT_EQ(apply(b.g, optimizer::allow_winograd), 2);
+  for (const auto& n : b.g.nodes) {
+    const bool want = n.outputs[0] == yes || n.outputs[0] == explicit_ones;
+    EXPECT_EQ(n.attr_int("winograd", 0), want ? 1 : 0) << n.label();
+  }
+  EXPECT_EQ(apply(b.g, optimizer::allow_winograd), 0);  // marked once
+}
+
+TEST(OptimizerWinograd, OptionTurnsThePassOff) {
+  Builder b;
+  b.input("x", dims({1, 16, 12, 12}));
+  b.node("Relu", {b.conv("x", 16, 16, 3, pads1())}, {"y"});
+  b.output("y");
+  for (bool on : {true, false}) {
+    graph::Model m = b.model();
+    (void)graph::infer_shapes(m.graph);
+    optimizer::OptimizeOptions o;
+    o.winograd = on;
+    ASSERT_TRUE(optimizer::optimize(m, cpu(), o).ok());
+    const Node* conv = find_op(m.graph, "FusedConv", optimizer::kDeskmlDomain);
+    ASSERT_NE(conv, nullptr) << op_list(m.graph);
+    EXPECT_EQ(conv->attr_int("winograd", 0), on ? 1 : 0);
+  }
+}
+
 TEST(OptimizerPipeline, LevelsAndReport) {
   Builder b;
   b.input("x", dims({1, 4, 6, 6}));

@@ -165,11 +165,12 @@ inline const kernels::KernelRegistry& cpu() { return kernels::cpu::cpu_registry(
 // Running sessions
 
 inline Result<std::unique_ptr<runtime::Session>> make_session(const graph::Model& model, int level,
-                                                              bool channels_last = true) {
+                                                              bool channels_last = true, bool winograd = true) {
   runtime::SessionOptions options;
   options.threads = 1;
   options.optimization_level = level;
   options.channels_last = channels_last;
+  options.winograd = winograd;
   return runtime::Session::create(model, options);
 }
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/conv_geometry.hpp"
@@ -200,13 +201,15 @@ namespace {
 
 // Conv, and deskml.FusedConv: the same with activations and a residual sum
 // applied by oneDNN post-ops (Y = act(conv(X, W) + B [+ act0 then] + Sum)), and
-// with `channels_last` X, Sum and Y in NHWC (the optimizer's layout pass).
+// with `channels_last` X, Sum and Y in NHWC (the optimizer's layout pass), and
+// with `winograd` 3x3 stride-1 problems by Winograd's algorithm where oneDNN has it.
 class ConvKernel final : public Kernel {
  public:
   explicit ConvKernel(const graph::Node& node)
       : attrs_(node),
         fused_(node.op_type == "FusedConv"),
         channels_last_(node.attr_int("channels_last", 0) != 0),
+        winograd_(node.attr_int("winograd", 0) != 0),
         pre_(FusedActivation::from_node(node, "pre_activation")),
         act_(FusedActivation::from_node(node, "activation")) {}
 
@@ -264,7 +267,9 @@ class ConvKernel final : public Kernel {
     dnnl::convolution_forward prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
     bool reorder_weights = false;
-    onednn::ReorderedWeights weights;
+    std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
+    bool staged = false;  // runs on blocked activations (Winograd): `staging` reorders them
+    onednn::Staging staging;
   };
 
   // The output: the residual's own buffer when this node may take it (in-place
@@ -332,12 +337,37 @@ class ConvKernel final : public Kernel {
       act_.append_to(ops);
       attr.set_post_ops(ops);
       const memory::desc w_any(wd, memory::data_type::f32, memory::format_tag::any);
-      const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
-                                                 dnnl::algorithm::convolution_direct, e->src_md, w_any, e->bias_md,
-                                                 e->dst_md, strides, dilates, pl, pr);
-      const dnnl::convolution_forward::primitive_desc pd(desc, attr, onednn::engine());
+      std::optional<dnnl::convolution_forward::primitive_desc> wino;
+      if (winograd_ && !has_sum && winograd_shape(g)) {
+        // Winograd runs on oneDNN's blocked activations: reorders stage them.
+        const memory::desc src_any(src, memory::data_type::f32, memory::format_tag::any);
+        const memory::desc dst_any(dst, memory::data_type::f32, memory::format_tag::any);
+        try {
+          wino.emplace(dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                       dnnl::algorithm::convolution_winograd, src_any, w_any,
+                                                       e->bias_md, dst_any, strides, dilates, pl, pr),
+                       attr, onednn::engine());
+          if (winograd_pays(*wino)) {
+            e->staging = onednn::Staging(e->src_md, wino->src_desc(), wino->dst_desc(), e->dst_md);
+            e->staged = true;
+          } else {
+            wino.reset();
+          }
+        } catch (const dnnl::error& err) {
+          if (err.status != dnnl_unimplemented) throw;
+          wino.reset();  // not for this CPU or problem: the direct algorithm below
+        }
+      }
+      const dnnl::convolution_forward::primitive_desc pd =
+          wino ? *wino
+               : dnnl::convolution_forward::primitive_desc(
+                     dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                     dnnl::algorithm::convolution_direct, e->src_md, w_any,
+                                                     e->bias_md, e->dst_md, strides, dilates, pl, pr),
+                     attr, onednn::engine());
       e->prim = dnnl::convolution_forward(pd);
       e->w_md = pd.weights_desc();
+      e->weights = shared_weights_.for_layout(e->w_md);
       e->scratch_md = pd.scratchpad_desc();
       e->reorder_weights = e->w_md != e->user_w_md;
     } catch (const dnnl::error& err) {
@@ -345,6 +375,27 @@ class ConvKernel final : public Kernel {
       e->use_reference = true;
     }
     return e;
+  }
+
+  // A problem Winograd's F(m, 3x3) applies to (2-D, one group, a 3x3 kernel at
+  // stride 1 without dilation) and may pay on. Its transformed weights are 1.8x
+  // (m = 2) to 4x (m = 4) the size and every run reads them in full, so a layer
+  // with few output pixels per weight (ResNet's 7x7 layers at batch 1) is bound
+  // by memory and runs no faster. oneDNN then decides whether it implements the
+  // problem, and winograd_pays() looks at the weights it would use.
+  static bool winograd_shape(const ConvGeometry& g) {
+    constexpr int64_t kMinPixels = 128;  // batch x output height x width
+    return g.spatial_rank() == 2 && g.group == 1 && g.kernel == std::vector<int64_t>{3, 3} &&
+           g.strides == std::vector<int64_t>{1, 1} && g.dilations == std::vector<int64_t>{1, 1} &&
+           g.batch * g.out_size() >= kMinPixels;
+  }
+
+  // Large transformed weights lose twice: streamed from memory on every run
+  // (ResNet-50's 512-channel layers run slower than direct even at batch 8),
+  // and transformed single-threaded at load (about 40 ms for 512x512x3x3).
+  static bool winograd_pays(const dnnl::convolution_forward::primitive_desc& pd) {
+    constexpr size_t kMaxWeightBytes = size_t{6} << 20;
+    return pd.weights_desc().get_size() <= kMaxWeightBytes;
   }
 
   // The reference path for problems oneDNN does not implement: NCHW loops, then
@@ -388,12 +439,16 @@ class ConvKernel final : public Kernel {
       return;
     }
     try {
-      dnnl::memory wmem = e->reorder_weights ? e->weights.get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
+      dnnl::memory wmem = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
       std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, x)},
                                                     {DNNL_ARG_WEIGHTS, wmem},
                                                     {DNNL_ARG_DST, onednn::wrap(e->dst_md, y)}};
       if (b) args.insert({DNNL_ARG_BIAS, onednn::wrap(e->bias_md, *b)});
-      onednn::execute(e->prim, e->scratch_md, std::move(args));
+      if (e->staged) {
+        onednn::execute_staged(e->prim, e->scratch_md, std::move(args), e->staging);
+      } else {
+        onednn::execute(e->prim, e->scratch_md, std::move(args));
+      }
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, ctx.node().label());
     }
@@ -402,8 +457,10 @@ class ConvKernel final : public Kernel {
   ConvAttrs attrs_;
   bool fused_ = false;
   bool channels_last_ = false;
+  bool winograd_ = false;  // the optimizer allows Winograd's algorithm for this node
   FusedActivation pre_, act_;
   onednn::PrimitiveCache<Primitive> cache_;
+  mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
 };
 
 }  // namespace

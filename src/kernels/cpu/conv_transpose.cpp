@@ -106,7 +106,7 @@ class ConvTransposeKernel final : public Kernel {
     dnnl::deconvolution_forward prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
     bool reorder_weights = false;
-    onednn::ReorderedWeights weights;
+    std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
   };
 
   template <typename T>
@@ -124,7 +124,7 @@ class ConvTransposeKernel final : public Kernel {
     }
   }
 
-  static std::shared_ptr<Primitive> build(const ConvGeometry& g, bool has_bias) {
+  std::shared_ptr<Primitive> build(const ConvGeometry& g, bool has_bias) const {
     using dnnl::memory;
     auto e = std::make_shared<Primitive>();
     const int64_t cg = g.in_channels / g.group, mg = g.out_channels / g.group, ksize = g.kernel_size();
@@ -171,6 +171,7 @@ class ConvTransposeKernel final : public Kernel {
       const dnnl::deconvolution_forward::primitive_desc pd(desc, onednn::base_attr(), onednn::engine());
       e->prim = dnnl::deconvolution_forward(pd);
       e->w_md = pd.weights_desc();
+      e->weights = shared_weights_.for_layout(e->w_md);
       e->scratch_md = pd.scratchpad_desc();
       e->reorder_weights = e->w_md != e->user_w_md;
     } catch (const dnnl::error& err) {
@@ -198,7 +199,7 @@ class ConvTransposeKernel final : public Kernel {
     }
     Tensor inner = e->embed ? Tensor(DataType::kFloat32, e->dst_md.dims()) : y;
     try {
-      dnnl::memory wmem = e->reorder_weights ? e->weights.get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
+      dnnl::memory wmem = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
       std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, x)},
                                                     {DNNL_ARG_WEIGHTS, wmem},
                                                     {DNNL_ARG_DST, onednn::wrap(e->dst_md, inner)}};
@@ -235,6 +236,7 @@ class ConvTransposeKernel final : public Kernel {
 
   ConvAttrs attrs_;
   onednn::PrimitiveCache<Primitive> cache_;
+  mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
 };
 
 }  // namespace

@@ -78,6 +78,36 @@ void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
   stream.wait();
 }
 
+namespace {
+
+dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to, dnnl::memory::desc& scratch) {
+  const dnnl::reorder::primitive_desc pd(engine(), from, engine(), to, base_attr());
+  scratch = pd.scratchpad_desc();
+  return dnnl::reorder(pd);
+}
+
+}  // namespace
+
+Staging::Staging(const dnnl::memory::desc& user_src, const dnnl::memory::desc& staged_src,
+                 const dnnl::memory::desc& staged_dst, const dnnl::memory::desc& user_dst)
+    : src(staged_src),
+      dst(staged_dst),
+      to_src(make_reorder(user_src, staged_src, to_src_scratch)),
+      from_dst(make_reorder(staged_dst, user_dst, from_dst_scratch)) {}
+
+void execute_staged(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
+                    std::unordered_map<int, dnnl::memory> args, const Staging& staging) {
+  thread_local ScratchBuffer src_buffer, dst_buffer;
+  const dnnl::memory user_src = args.at(DNNL_ARG_SRC), user_dst = args.at(DNNL_ARG_DST);
+  const dnnl::memory src(staging.src, engine(), src_buffer.reserve(staging.src.get_size()));
+  const dnnl::memory dst(staging.dst, engine(), dst_buffer.reserve(staging.dst.get_size()));
+  execute(staging.to_src, staging.to_src_scratch, {{DNNL_ARG_FROM, user_src}, {DNNL_ARG_TO, src}});
+  args[DNNL_ARG_SRC] = src;
+  args[DNNL_ARG_DST] = dst;
+  execute(prim, scratchpad, std::move(args));
+  execute(staging.from_dst, staging.from_dst_scratch, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_dst}});
+}
+
 dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to) {
   dnnl::memory out(to, engine());
   dnnl::stream stream(engine());
@@ -107,6 +137,19 @@ dnnl::memory ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& us
     source_ = w;
   }
   return reordered_;
+}
+
+std::shared_ptr<ReorderedWeights> SharedWeights::for_layout(const dnnl::memory::desc& want) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(layouts_, [](const auto& entry) { return entry.second.expired(); });
+  for (const auto& [desc, weights] : layouts_) {
+    if (desc == want) {
+      if (auto live = weights.lock()) return live;
+    }
+  }
+  auto made = std::make_shared<ReorderedWeights>();
+  layouts_.emplace_back(want, made);
+  return made;
 }
 
 void matmul_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {

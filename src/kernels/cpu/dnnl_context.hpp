@@ -45,6 +45,24 @@ dnnl::primitive_attr base_attr();
 void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
              std::unordered_map<int, dnnl::memory> args);
 
+// A primitive that wants its source and destination in other layouts than the
+// caller's tensors have (a Winograd convolution works on blocked activations):
+// the reorders into and out of those layouts, built once with the primitive.
+struct Staging {
+  dnnl::memory::desc src, dst;       // the layouts the primitive runs on
+  dnnl::reorder to_src, from_dst;    // caller's source -> src; dst -> caller's destination
+  dnnl::memory::desc to_src_scratch, from_dst_scratch;
+  Staging() = default;
+  Staging(const dnnl::memory::desc& user_src, const dnnl::memory::desc& staged_src,
+          const dnnl::memory::desc& staged_dst, const dnnl::memory::desc& user_dst);
+};
+
+// execute() with the source reordered into `staging.src` first and the result
+// reordered from `staging.dst` into args' DST after; the staged copies live in
+// per-thread buffers.
+void execute_staged(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
+                    std::unordered_map<int, dnnl::memory> args, const Staging& staging);
+
 // Copies `from` into a new memory with layout `to` (a weights reorder).
 dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to);
 
@@ -66,6 +84,19 @@ class ReorderedWeights {
   Tensor source_;
   std::shared_ptr<void> storage_;  // the reordered copy (huge pages when large)
   dnnl::memory reordered_;
+};
+
+// The reordered weights a node's primitives share: one copy per layout, alive
+// while some cached primitive uses it. Primitives built for other input shapes
+// (a batch of 8 after the warm-up's batch of 1) mostly want the weights in the
+// same layout, and then share one copy instead of each holding its own.
+class SharedWeights {
+ public:
+  std::shared_ptr<ReorderedWeights> for_layout(const dnnl::memory::desc& want);
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<dnnl::memory::desc, std::weak_ptr<ReorderedWeights>>> layouts_;
 };
 
 // A small per-node cache from a shape key to a built primitive; keeps the

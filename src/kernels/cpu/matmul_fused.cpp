@@ -43,7 +43,7 @@ class FusedMatMulKernel final : public Kernel {
     }
     auto e = cache_.get({m, k, n, bias != nullptr}, [&] { return build(m, k, n, bias != nullptr); });
     try {
-      dnnl::memory wmem = e->weights.get(b, e->user_w_md, e->w_md);
+      dnnl::memory wmem = e->weights->get(b, e->user_w_md, e->w_md);
       std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, a)},
                                                     {DNNL_ARG_WEIGHTS, wmem},
                                                     {DNNL_ARG_DST, onednn::wrap(e->dst_md, y)}};
@@ -59,7 +59,7 @@ class FusedMatMulKernel final : public Kernel {
   struct Primitive {
     dnnl::matmul prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
-    onednn::ReorderedWeights weights;
+    std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
   };
 
   std::shared_ptr<Primitive> build(int64_t m, int64_t k, int64_t n, bool has_bias) const {
@@ -79,6 +79,7 @@ class FusedMatMulKernel final : public Kernel {
                                             onednn::engine());
       e->prim = dnnl::matmul(pd);
       e->w_md = pd.weights_desc();
+      e->weights = shared_weights_.for_layout(e->w_md);
       e->scratch_md = pd.scratchpad_desc();
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, "FusedMatMul");
@@ -89,6 +90,7 @@ class FusedMatMulKernel final : public Kernel {
   bool trans_b_;
   FusedActivation act_;
   onednn::PrimitiveCache<Primitive> cache_;
+  mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
 };
 
 }  // namespace
