@@ -13,6 +13,7 @@
 #include "kernels/cpu/dnnl_context.hpp"
 #include "kernels/cpu/elementwise_common.hpp"
 #include "kernels/cpu/matmul_loops.hpp"
+#include "kernels/cpu/row_reduce.hpp"
 
 namespace deskml::kernels::cpu {
 namespace {
@@ -58,20 +59,18 @@ void scaled_masked_softmax(Tensor& scores, const Tensor* mask, float scale, int 
   const float* mp = mask ? mask_full.data<float>() : nullptr;
   parallel_for(rows, threads, len * 12, [&](int64_t lo, int64_t hi) {
     run_best([&] {
+      // Passes without a running reduction, so that each vectorizes.
       for (int64_t r = lo; r < hi; ++r) {
         float* x = sp + r * len;
-        const float* m = mp ? mp + r * len : nullptr;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < len; ++i) {
-          x[i] = m ? x[i] * scale + m[i] : x[i] * scale;
-          mx = x[i] > mx ? x[i] : mx;
+        if (mp) {
+          const float* m = mp + r * len;
+          for (int64_t i = 0; i < len; ++i) x[i] = x[i] * scale + m[i];
+        } else {
+          for (int64_t i = 0; i < len; ++i) x[i] *= scale;
         }
-        float sum = 0.0f;
-        for (int64_t i = 0; i < len; ++i) {
-          x[i] = fast_exp(x[i] - mx);
-          sum += x[i];
-        }
-        const float inv = 1.0f / sum;
+        const float mx = row_max(x, len);
+        for (int64_t i = 0; i < len; ++i) x[i] = fast_exp(x[i] - mx);
+        const float inv = 1.0f / row_sum(x, len);
         for (int64_t i = 0; i < len; ++i) x[i] *= inv;
       }
     });

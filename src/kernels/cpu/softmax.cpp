@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/elementwise_common.hpp"
+#include "kernels/cpu/row_reduce.hpp"
 
 namespace deskml::kernels::cpu {
 
@@ -39,37 +40,6 @@ Result<AxisLayout> axis_layout(const KernelContext& ctx, const Shape& shape) {
     for (int64_t d = axis + 1; d < rank; ++d) l.inner *= shape[static_cast<size_t>(d)];
   }
   return l;
-}
-
-inline constexpr int kLanes = 16;
-
-// Max of a contiguous row, in kLanes independent lanes so that the loop vectorizes.
-// A NaN may be skipped here; it still turns the row's sum, and so every output, to NaN.
-template <typename T>
-T row_max(const T* x, int64_t n) {
-  T lanes[kLanes];
-  for (int j = 0; j < kLanes; ++j) lanes[j] = -std::numeric_limits<T>::infinity();
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
-  }
-  T m = -std::numeric_limits<T>::infinity();
-  for (int j = 0; j < kLanes; ++j) m = lanes[j] > m ? lanes[j] : m;
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
-
-template <typename T>
-T row_sum(const T* x, int64_t n) {
-  T lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] += x[i + j];
-  }
-  T s = 0;
-  for (; i < n; ++i) s += x[i];
-  for (int j = 0; j < kLanes; ++j) s += lanes[j];
-  return s;
 }
 
 enum class Mode { kSoftmax, kLogSoftmax };
