@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <list>
+#include <map>
 #include <mutex>
 #include <new>
 #include <string>
@@ -51,25 +53,60 @@ std::shared_ptr<void> allocate_large(size_t bytes) {
 }
 
 struct BufferPool::Impl {
+  using Entry = std::pair<size_t, void*>;  // (capacity, pointer)
   mutable std::mutex mutex;
   size_t limit = size_t{1} << 30;
   size_t cached = 0;
-  // Free buffers by size; `order` remembers release order for eviction.
-  std::unordered_map<size_t, std::vector<void*>> free_by_size;
-  std::list<std::pair<size_t, void*>> order;
+  // Free buffers, least recently released first, and the same by capacity.
+  std::list<Entry> free;
+  std::multimap<size_t, std::list<Entry>::iterator> by_capacity;
+  // The capacity of every pooled buffer handed out: a request may get a larger one.
+  std::unordered_map<void*, size_t> handed;
+
+  // A buffer fits a request when it is large enough and no more than twice the size.
+  static bool fits(size_t capacity, size_t bytes) { return capacity >= bytes && capacity / 2 <= bytes; }
+
+  void* take(std::list<Entry>::iterator it) {
+    const auto [capacity, p] = *it;
+    auto range = by_capacity.equal_range(capacity);
+    for (auto b = range.first; b != range.second; ++b) {
+      if (b->second == it) {
+        by_capacity.erase(b);
+        break;
+      }
+    }
+    free.erase(it);
+    cached -= capacity;
+    handed.emplace(p, capacity);
+    return p;
+  }
+
+  // The most recently released fitting buffer among the last few; else the
+  // smallest fitting one; else nullptr.
+  void* find(size_t bytes) {
+    constexpr int kRecent = 32;
+    int looked = 0;
+    for (auto it = free.end(); it != free.begin() && looked < kRecent; ++looked) {
+      --it;
+      if (fits(it->first, bytes)) return take(it);
+    }
+    auto b = by_capacity.lower_bound(bytes);
+    if (b != by_capacity.end() && fits(b->first, bytes)) return take(b->second);
+    return nullptr;
+  }
+
+  void put(size_t capacity, void* p) {
+    free.emplace_back(capacity, p);
+    by_capacity.emplace(capacity, std::prev(free.end()));
+    cached += capacity;
+  }
 
   void evict_to(size_t target) {
-    while (cached > target && !order.empty()) {
-      auto [bytes, p] = order.front();
-      order.pop_front();
-      auto& v = free_by_size[bytes];
-      for (auto it = v.begin(); it != v.end(); ++it) {
-        if (*it == p) {
-          v.erase(it);
-          break;
-        }
-      }
-      cached -= bytes;
+    while (cached > target && !free.empty()) {
+      auto it = free.begin();
+      void* p = it->second;
+      take(it);
+      handed.erase(p);
       std::free(p);
     }
   }
@@ -91,23 +128,20 @@ BufferPool::BufferPool() : impl_(new Impl()) {
 bool BufferPool::pooling_enabled() { return kPooling; }
 
 void* BufferPool::acquire(size_t bytes) {
-  if (kPooling && bytes >= kMinPooledBytes) {
+  if (!kPooling || bytes < kMinPooledBytes) return allocate_aligned(bytes);
+  {
+    // Any free buffer that fits, the most recently released first: recently
+    // written memory is likely still in cache, so a run's tensors keep landing
+    // on a small, warm set of buffers instead of one buffer per tensor size.
     std::lock_guard lock(impl_->mutex);
-    auto it = impl_->free_by_size.find(bytes);
-    if (it != impl_->free_by_size.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      impl_->cached -= bytes;
-      for (auto o = impl_->order.rbegin(); o != impl_->order.rend(); ++o) {
-        if (o->second == p) {
-          impl_->order.erase(std::next(o).base());
-          break;
-        }
-      }
-      return p;
-    }
+    if (void* p = impl_->find(bytes)) return p;
   }
-  return allocate_aligned(bytes);
+  void* p = allocate_aligned(bytes);
+  if (p != nullptr) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->handed.emplace(p, bytes);
+  }
+  return p;
 }
 
 void BufferPool::release(void* p, size_t bytes) {
@@ -117,13 +151,15 @@ void BufferPool::release(void* p, size_t bytes) {
     return;
   }
   std::lock_guard lock(impl_->mutex);
+  if (auto it = impl_->handed.find(p); it != impl_->handed.end()) {
+    bytes = it->second;
+    impl_->handed.erase(it);
+  }
   if (bytes > impl_->limit) {
     std::free(p);
     return;
   }
-  impl_->free_by_size[bytes].push_back(p);
-  impl_->order.emplace_back(bytes, p);
-  impl_->cached += bytes;
+  impl_->put(bytes, p);
   impl_->evict_to(impl_->limit);
 }
 

@@ -32,6 +32,48 @@ TEST(BufferPool, ReusesAFreedBufferOfTheSameSize) {
   EXPECT_EQ(pool.cached_bytes(), 0u);
 }
 
+TEST(BufferPool, AFreeBufferUpToTwiceTheSizeServesARequest) {
+  if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
+  auto& pool = BufferPool::instance();
+  pool.trim();
+  const size_t big = 1 << 20;
+  void* a = pool.acquire(big);
+  pool.release(a, big);
+  void* b = pool.acquire(700 << 10);
+  EXPECT_EQ(b, a);
+  pool.release(b, 700 << 10);
+  EXPECT_EQ(pool.cached_bytes(), big);  // back at its real capacity
+  void* c = pool.acquire(big);          // and it serves its full size again
+  EXPECT_EQ(c, a);
+  pool.release(c, big);
+  void* d = pool.acquire(400 << 10);  // less than half: a buffer of its own
+  EXPECT_NE(d, a);
+  pool.release(d, 400 << 10);
+  void* e = pool.acquire(big + 64);  // larger: never a smaller buffer
+  EXPECT_NE(e, a);
+  pool.release(e, big + 64);
+  pool.trim();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
+TEST(BufferPool, TheMostRecentlyReleasedFittingBufferComesFirst) {
+  if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
+  auto& pool = BufferPool::instance();
+  pool.trim();
+  void* a = pool.acquire(1 << 20);
+  void* b = pool.acquire(1200 << 10);
+  void* c = pool.acquire(64 << 10);
+  pool.release(a, 1 << 20);
+  pool.release(b, 1200 << 10);
+  pool.release(c, 64 << 10);  // most recent, but too small
+  EXPECT_EQ(pool.acquire(1 << 20), b);
+  EXPECT_EQ(pool.acquire(1 << 20), a);
+  pool.release(a, 1 << 20);
+  pool.release(b, 1 << 20);
+  pool.trim();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
 TEST(BufferPool, SmallBuffersAndTheLimitKeepItBounded) {
   if (!kPooling) GTEST_SKIP() << "pooling is off under AddressSanitizer";
   auto& pool = BufferPool::instance();
