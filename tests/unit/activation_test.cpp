@@ -54,14 +54,17 @@ void expect_matches(const std::string& op, std::map<std::string, graph::Attribut
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 
-// Runs the test body on the AVX2 path (where the CPU has it) and on the baseline one.
-class ActivationIsa : public ::testing::TestWithParam<bool> {
+// Runs the test body on each instruction set the CPU has: the best (AVX-512
+// where present), AVX2 at most, and the baseline.
+class ActivationIsa : public ::testing::TestWithParam<kernels::cpu::ew::IsaCap> {
  protected:
-  void SetUp() override { kernels::cpu::ew::force_baseline_isa() = GetParam(); }
-  void TearDown() override { kernels::cpu::ew::force_baseline_isa() = false; }
+  void SetUp() override { kernels::cpu::ew::cap_isa(GetParam()); }
+  void TearDown() override { kernels::cpu::ew::cap_isa(kernels::cpu::ew::IsaCap::kBest); }
 };
-INSTANTIATE_TEST_SUITE_P(Isa, ActivationIsa, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "baseline" : "best"; });
+INSTANTIATE_TEST_SUITE_P(Isa, ActivationIsa,
+                         ::testing::Values(kernels::cpu::ew::IsaCap::kBest, kernels::cpu::ew::IsaCap::kAvx2,
+                                           kernels::cpu::ew::IsaCap::kBaseline),
+                         [](const auto& info) { return kernels::cpu::ew::isa_cap_name(info.param); });
 
 TEST_P(ActivationIsa, MatchReferences) {
   expect_matches("Relu", {}, [](double x) { return x < 0 ? 0.0 : x; });

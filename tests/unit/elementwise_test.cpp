@@ -58,14 +58,17 @@ int64_t naive_offset(int64_t o, const Shape& in, const Shape& out) {
   return off;
 }
 
-// Runs the test body on the AVX2 path (where the CPU has it) and on the baseline one.
-class ElementwiseIsa : public ::testing::TestWithParam<bool> {
+// Runs the test body on each instruction set the CPU has: the best (AVX-512
+// where present), AVX2 at most, and the baseline.
+class ElementwiseIsa : public ::testing::TestWithParam<kernels::cpu::ew::IsaCap> {
  protected:
-  void SetUp() override { kernels::cpu::ew::force_baseline_isa() = GetParam(); }
-  void TearDown() override { kernels::cpu::ew::force_baseline_isa() = false; }
+  void SetUp() override { kernels::cpu::ew::cap_isa(GetParam()); }
+  void TearDown() override { kernels::cpu::ew::cap_isa(kernels::cpu::ew::IsaCap::kBest); }
 };
-INSTANTIATE_TEST_SUITE_P(Isa, ElementwiseIsa, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "baseline" : "best"; });
+INSTANTIATE_TEST_SUITE_P(Isa, ElementwiseIsa,
+                         ::testing::Values(kernels::cpu::ew::IsaCap::kBest, kernels::cpu::ew::IsaCap::kAvx2,
+                                           kernels::cpu::ew::IsaCap::kBaseline),
+                         [](const auto& info) { return kernels::cpu::ew::isa_cap_name(info.param); });
 
 // --- unary -------------------------------------------------------------------
 

@@ -110,8 +110,15 @@ template <typename Body>
   body();
 }
 template <typename Body>
+[[gnu::flatten, gnu::noinline, gnu::target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")]] void
+run_avx512(const Body& body) {
+  body();
+}
+template <typename Body>
 inline void run_best(const Body& body) {
-  if (has_avx2_fma()) {
+  if (has_avx512()) {
+    run_avx512(body);
+  } else if (has_avx2_fma()) {
     run_avx2(body);
   } else {
     run_default(body);
