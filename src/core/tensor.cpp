@@ -7,6 +7,7 @@
 #include <new>
 #include <type_traits>
 
+#include "core/allocation_scope.hpp"
 #include "core/buffer_pool.hpp"
 
 namespace deskml {
@@ -38,6 +39,9 @@ std::shared_ptr<void> allocate_storage(DataType dtype, int64_t numel) {
   size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype);
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (bytes == 0) bytes = kAlignment;
+  if (AllocationScope* scope = AllocationScope::current()) {
+    if (auto storage = scope->allocate(bytes)) return storage;
+  }
   void* p = BufferPool::instance().acquire(bytes);
   if (p == nullptr) {
     throw_status(Status(StatusCode::kResourceExhausted,

@@ -10,11 +10,13 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/allocation_scope.hpp"
 #include "graph/shape_inference.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "onnx/model_loader.hpp"
 #include "optimizer/optimizer.hpp"
 #include "runtime/execution_plan.hpp"
+#include "runtime/run_arena.hpp"
 
 namespace deskml::runtime {
 
@@ -78,18 +80,30 @@ struct Session::ThreadTuning {
 
 Session::~Session() = default;
 
-int Session::pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) const {
-  trial = false;
-  if (threads_ <= 1 || !tuning_) return threads_;
-  key = 1469598103934665603ull;
+namespace {
+
+// The input names, types and shapes of a run, and its thread count.
+uint64_t run_signature(const NamedValues& feeds, int threads) {
+  uint64_t key = 1469598103934665603ull;
   auto mix = [&](uint64_t v) { key = (key ^ v) * 1099511628211ull; };
+  mix(static_cast<uint64_t>(threads));
   for (const auto& [name, v] : feeds) {
     mix(std::hash<std::string>{}(name));
+    mix(v.is_tensor() ? static_cast<uint64_t>(v.tensor.dtype()) : 0xffu);
     if (v.is_tensor()) {
       for (int64_t d : v.tensor.shape()) mix(static_cast<uint64_t>(d));
     }
     mix(0x9e3779b97f4a7c15ull);
   }
+  return key;
+}
+
+}  // namespace
+
+int Session::pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) const {
+  trial = false;
+  if (threads_ <= 1 || !tuning_) return threads_;
+  key = run_signature(feeds, 0);
   std::lock_guard lock(tuning_->mutex);
   auto it = tuning_->entries.find(key);
   if (it == tuning_->entries.end()) {
@@ -134,6 +148,7 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
   session->model_ = std::make_shared<const graph::Model>(std::move(model));
   session->threads_ = options.threads > 0 ? options.threads : physical_cores();
   session->tuning_ = std::make_unique<ThreadTuning>();
+  session->arenas_ = std::make_unique<RunArenas>();
   const auto& g = session->model_->graph;
   for (const auto& vi : g.inputs) session->inputs_.push_back(vi);
   try {
@@ -248,19 +263,36 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
       options.threads > 0 ? std::min(options.threads, threads_) : pick_threads(feeds, tuning_key, trial);
   omp_set_num_threads(threads);
   std::vector<Value> outputs;
+  // The run's tensors go where a recorded run of these shapes planned them (run_arena.hpp).
+  const uint64_t signature = run_signature(feeds, threads);
+  const std::shared_ptr<AllocationScope> arena = arenas_->begin(signature);
+  bool ok = false;
   try {
     const RunControl control{threads, options.deadline, options.cancel, options.profile};
     const auto start = trial ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    DESKML_ASSIGN_OR_RETURN(outputs, plan_->run(std::move(inputs), nullptr, control));
+    {
+      const AllocationScope::Guard scope(arena.get());
+      auto ran = plan_->run(std::move(inputs), nullptr, control);
+      if (ran.ok()) {
+        outputs = std::move(ran).value();
+        ok = true;
+      } else {
+        arenas_->end(signature, arena, false);
+        return ran.status();
+      }
+    }
     if (trial) {
       tuning_->record(tuning_key, threads, threads_,
                       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
     }
   } catch (const Error& e) {
+    arenas_->end(signature, arena, false);
     return e.status();
   } catch (const std::bad_alloc&) {
+    arenas_->end(signature, arena, false);
     return Status(StatusCode::kResourceExhausted, "out of memory while running the model");
   }
+  arenas_->end(signature, arena, ok);
   NamedValues named;
   for (size_t i = 0; i < outputs.size(); ++i) named.emplace_back(g.outputs[i].name, std::move(outputs[i]));
   return named;

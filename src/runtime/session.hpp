@@ -16,6 +16,7 @@
 namespace deskml::runtime {
 
 class ExecutionPlan;
+class RunArenas;
 
 struct SessionOptions {
   // Threads for one run (our kernels and oneDNN); 0 = the machine's physical cores.
@@ -104,6 +105,7 @@ class Session {
   std::vector<graph::ValueInfo> inputs_;
   std::unique_ptr<ExecutionPlan> plan_;
   std::unique_ptr<ThreadTuning> tuning_;
+  std::unique_ptr<RunArenas> arenas_;  // tensor placement plans by input signature
   int threads_ = 1;
 };
 
