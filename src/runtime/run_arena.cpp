@@ -155,23 +155,31 @@ void RunArenas::end(uint64_t signature, const std::shared_ptr<AllocationScope>& 
   std::shared_ptr<const ArenaPlan> plan;
   auto* recorder = dynamic_cast<ArenaRecorder*>(scope.get());
   if (recorder != nullptr) plan = recorder->finish();
-  std::lock_guard lock(mutex_);
-  auto it = entries_.find(signature);
-  if (it == entries_.end()) return;
-  Entry& e = it->second;
-  if (recorder != nullptr) {
+  bool planned = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(signature);
+    if (it == entries_.end()) return;
+    Entry& e = it->second;
+    if (recorder == nullptr) {
+      if (static_cast<const ArenaReplay&>(*scope).diverged() && e.plan) {
+        // Record again, a few times; a signature whose runs keep differing stays on the pool.
+        e.plan.reset();
+        if (e.recordings >= kMaxRecordings) e.off = true;
+      }
+      return;
+    }
     e.recording = false;
     if (!ok) return;
     ++e.recordings;
     e.plan = std::move(plan);
-    if (!e.plan) e.off = true;
-    return;
+    e.off = e.plan == nullptr;
+    planned = e.plan != nullptr;
   }
-  const auto* replay = static_cast<const ArenaReplay*>(scope.get());
-  if (replay->diverged() && e.plan) {
-    // Record again, a few times; a signature whose runs keep differing stays on the pool.
-    e.plan.reset();
-    if (e.recordings >= kMaxRecordings) e.off = true;
+  if (planned) {
+    // The pool still caches the recorded run's buffers, which planned runs do
+    // not use: give them back rather than hold them beside the block.
+    BufferPool::instance().trim();
   }
 }
 
