@@ -211,58 +211,55 @@ class ConvKernel final : public Kernel {
         channels_last_(node.attr_int("channels_last", 0) != 0),
         winograd_(node.attr_int("winograd", 0) != 0),
         pre_(FusedActivation::from_node(node, "pre_activation")),
-        act_(FusedActivation::from_node(node, "activation")) {}
+        act_(FusedActivation::from_node(node, "activation")),
+        label_(node.label()) {}
 
   Status compute(KernelContext& ctx) override {
     const Tensor& x_in = ctx.required_input(0);
     const Tensor& w = ctx.required_input(1);
     const Tensor* b = ctx.input(2);
     const Tensor* sum = fused_ ? ctx.input(3) : nullptr;
-    const std::string label = ctx.node().label();
     if (w.dtype() != x_in.dtype() || (b && b->dtype() != x_in.dtype())) {
       return ctx.error("X, W and B must have one type");
     }
     if (channels_last_ && (x_in.rank() != 4 || w.rank() != 4)) return ctx.error("channels_last needs 4-D X and W");
-    // Geometry works on the logical NCHW shape.
-    const Shape& xs = x_in.shape();
-    const Shape logical = channels_last_ ? Shape{xs[0], xs[3], xs[1], xs[2]} : xs;
-    const ConvGeometry g = conv_geometry(attrs_, logical, w.shape(), label);
-    if (b && (b->rank() != 1 || b->dim(0) != g.out_channels)) {
-      return ctx.error("bias B must have shape [" + std::to_string(g.out_channels) + "], got " +
-                       shape_to_string(b->shape()));
-    }
-    Shape out_shape = g.output_shape();
-    if (channels_last_) out_shape = {out_shape[0], out_shape[2], out_shape[3], out_shape[1]};
-    if (sum && sum->shape() != out_shape) {
-      return ctx.error("the fused sum input " + sum->description() + " must have the output's shape " +
-                       shape_to_string(out_shape));
-    }
     if (fused_ && x_in.dtype() != DataType::kFloat32) return ctx.error("FusedConv is float32 only");
     switch (x_in.dtype()) {
       case DataType::kFloat32: {
-        Tensor y = output_buffer(ctx, sum, out_shape);
-        run_f32(ctx, g, x_in, w, b, sum != nullptr, y);
+        // Geometry and primitive come together from the per-shape cache.
+        const auto e = entry(x_in, w, b != nullptr, sum != nullptr);
+        DESKML_RETURN_IF_ERROR(check_operands(ctx, e->g, e->out_shape, b, sum));
+        Tensor y = output_buffer(ctx, sum, e->out_shape);
+        run_f32(ctx, *e, x_in, w, b, sum != nullptr, y);
         ctx.set_output(0, std::move(y));
         return Status::Ok();
       }
       case DataType::kFloat64:
-        run_reference<double>(ctx, g, x_in, w, b, ctx.allocate_output(0, DataType::kFloat64, g.output_shape()));
-        return Status::Ok();
       case DataType::kFloat16:
-      case DataType::kBFloat16: {
-        Tensor y(DataType::kFloat32, g.output_shape());
-        const Tensor bf = b ? b->cast(DataType::kFloat32) : Tensor();
-        run_f32(ctx, g, x_in.cast(DataType::kFloat32), w.cast(DataType::kFloat32), b ? &bf : nullptr, false, y);
-        ctx.set_output(0, y.cast(x_in.dtype()));
-        return Status::Ok();
-      }
+      case DataType::kBFloat16:
+        break;
       default:
-        return unsupported(label + ": Conv does not support " + std::string(dtype_name(x_in.dtype())));
+        return unsupported(label_ + ": Conv does not support " + std::string(dtype_name(x_in.dtype())));
     }
+    const ConvGeometry g = geometry(x_in, w);
+    DESKML_RETURN_IF_ERROR(check_operands(ctx, g, g.output_shape(), b, sum));
+    if (x_in.dtype() == DataType::kFloat64) {
+      run_reference<double>(ctx, g, x_in, w, b, ctx.allocate_output(0, DataType::kFloat64, g.output_shape()));
+      return Status::Ok();
+    }
+    const Tensor xf = x_in.cast(DataType::kFloat32), wf = w.cast(DataType::kFloat32);
+    const Tensor bf = b ? b->cast(DataType::kFloat32) : Tensor();
+    const auto e = entry(xf, wf, b != nullptr, false);
+    Tensor y(DataType::kFloat32, g.output_shape());
+    run_f32(ctx, *e, xf, wf, b ? &bf : nullptr, false, y);
+    ctx.set_output(0, y.cast(x_in.dtype()));
+    return Status::Ok();
   }
 
  private:
   struct Primitive {
+    ConvGeometry g;   // of this input shape
+    Shape out_shape;  // Y's (NHWC when channels_last)
     bool use_reference = false;  // oneDNN had no implementation for this problem
     dnnl::convolution_forward prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
@@ -271,6 +268,45 @@ class ConvKernel final : public Kernel {
     bool staged = false;  // runs on blocked activations (Winograd): `staging` reorders them
     onednn::Staging staging;
   };
+
+  // Geometry works on the logical NCHW shape.
+  ConvGeometry geometry(const Tensor& x, const Tensor& w) const {
+    const Shape& xs = x.shape();
+    const Shape logical = channels_last_ ? Shape{xs[0], xs[3], xs[1], xs[2]} : xs;
+    return conv_geometry(attrs_, logical, w.shape(), label_);
+  }
+
+  // The cached geometry and primitive for these shapes; built (and the
+  // geometry checked, throwing on bad attributes) on a miss.
+  std::shared_ptr<Primitive> entry(const Tensor& x, const Tensor& w, bool has_bias, bool has_sum) {
+    thread_local std::vector<int64_t> key;  // no allocation per run
+    key.clear();
+    onednn::append_key(key, x.shape());
+    onednn::append_key(key, w.shape());
+    key.push_back(has_bias);
+    key.push_back(has_sum);
+    return cache_.get(key, [&] {
+      const ConvGeometry g = geometry(x, w);
+      auto e = build(g, has_bias, has_sum);
+      e->g = g;
+      e->out_shape = g.output_shape();
+      if (channels_last_) e->out_shape = {e->out_shape[0], e->out_shape[2], e->out_shape[3], e->out_shape[1]};
+      return e;
+    });
+  }
+
+  static Status check_operands(const KernelContext& ctx, const ConvGeometry& g, const Shape& out_shape,
+                               const Tensor* b, const Tensor* sum) {
+    if (b && (b->rank() != 1 || b->dim(0) != g.out_channels)) {
+      return ctx.error("bias B must have shape [" + std::to_string(g.out_channels) + "], got " +
+                       shape_to_string(b->shape()));
+    }
+    if (sum && sum->shape() != out_shape) {
+      return ctx.error("the fused sum input " + sum->description() + " must have the output's shape " +
+                       shape_to_string(out_shape));
+    }
+    return Status::Ok();
+  }
 
   // The output: the residual's own buffer when this node may take it (in-place
   // sum), else a fresh tensor (holding a copy of the residual when there is one).
@@ -421,8 +457,9 @@ class ConvKernel final : public Kernel {
     }
   }
 
-  void run_f32(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor* b,
+  void run_f32(const KernelContext& ctx, const Primitive& entry, const Tensor& x, const Tensor& w, const Tensor* b,
                bool has_sum, Tensor& y) {
+    const ConvGeometry& g = entry.g;
     if (y.numel() == 0) return;
     if (x.numel() == 0 || w.numel() == 0) {  // nothing to sum: the output is the bias
       if (!has_sum) std::fill(y.data<float>(), y.data<float>() + y.numel(), 0.0f);
@@ -434,12 +471,7 @@ class ConvKernel final : public Kernel {
       act_.apply(y.data<float>(), y.numel(), ctx.threads());
       return;
     }
-    std::vector<int64_t> key;
-    onednn::append_key(key, x.shape());
-    onednn::append_key(key, w.shape());
-    key.push_back(b != nullptr);
-    key.push_back(has_sum);
-    auto e = cache_.get(key, [&] { return build(g, b != nullptr, has_sum); });
+    const Primitive* e = &entry;
     if (e->use_reference) {
       run_reference_f32(ctx, g, x, w, b, has_sum, y);
       return;
@@ -456,7 +488,7 @@ class ConvKernel final : public Kernel {
         onednn::execute(e->prim, e->scratch_md, std::move(args));
       }
     } catch (const dnnl::error& err) {
-      onednn::rethrow(err, ctx.node().label());
+      onednn::rethrow(err, label_);
     }
   }
 
@@ -465,6 +497,7 @@ class ConvKernel final : public Kernel {
   bool channels_last_ = false;
   bool winograd_ = false;  // the optimizer allows Winograd's algorithm for this node
   FusedActivation pre_, act_;
+  std::string label_;  // for messages
   onednn::PrimitiveCache<Primitive> cache_;
   mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
 };
