@@ -8,7 +8,7 @@
 #include <random>
 
 #include "kernel_harness.hpp"
-#include "kernels/cpu/elementwise_isa.hpp"
+#include "isa_test_util.hpp"
 
 namespace deskml {
 namespace {
@@ -54,17 +54,9 @@ void expect_matches(const std::string& op, std::map<std::string, graph::Attribut
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 
-// Runs the test body on each instruction set the CPU has: the best (AVX-512
-// where present), AVX2 at most, and the baseline.
-class ActivationIsa : public ::testing::TestWithParam<kernels::cpu::ew::IsaCap> {
- protected:
-  void SetUp() override { kernels::cpu::ew::cap_isa(GetParam()); }
-  void TearDown() override { kernels::cpu::ew::cap_isa(kernels::cpu::ew::IsaCap::kBest); }
-};
-INSTANTIATE_TEST_SUITE_P(Isa, ActivationIsa,
-                         ::testing::Values(kernels::cpu::ew::IsaCap::kBest, kernels::cpu::ew::IsaCap::kAvx2,
-                                           kernels::cpu::ew::IsaCap::kBaseline),
-                         [](const auto& info) { return kernels::cpu::ew::isa_cap_name(info.param); });
+// Each test body runs on every instruction set level (isa_test_util.hpp).
+class ActivationIsa : public testing::IsaTest {};
+INSTANTIATE_TEST_SUITE_P(Isa, ActivationIsa, testing::all_isas(), testing::isa_name);
 
 TEST_P(ActivationIsa, MatchReferences) {
   expect_matches("Relu", {}, [](double x) { return x < 0 ? 0.0 : x; });

@@ -7,7 +7,7 @@
 #include <random>
 
 #include "kernel_harness.hpp"
-#include "kernels/cpu/elementwise_isa.hpp"
+#include "isa_test_util.hpp"
 
 namespace deskml {
 namespace {
@@ -58,17 +58,9 @@ int64_t naive_offset(int64_t o, const Shape& in, const Shape& out) {
   return off;
 }
 
-// Runs the test body on each instruction set the CPU has: the best (AVX-512
-// where present), AVX2 at most, and the baseline.
-class ElementwiseIsa : public ::testing::TestWithParam<kernels::cpu::ew::IsaCap> {
- protected:
-  void SetUp() override { kernels::cpu::ew::cap_isa(GetParam()); }
-  void TearDown() override { kernels::cpu::ew::cap_isa(kernels::cpu::ew::IsaCap::kBest); }
-};
-INSTANTIATE_TEST_SUITE_P(Isa, ElementwiseIsa,
-                         ::testing::Values(kernels::cpu::ew::IsaCap::kBest, kernels::cpu::ew::IsaCap::kAvx2,
-                                           kernels::cpu::ew::IsaCap::kBaseline),
-                         [](const auto& info) { return kernels::cpu::ew::isa_cap_name(info.param); });
+// Each test body runs on every instruction set level (isa_test_util.hpp).
+class ElementwiseIsa : public testing::IsaTest {};
+INSTANTIATE_TEST_SUITE_P(Isa, ElementwiseIsa, testing::all_isas(), testing::isa_name);
 
 // --- unary -------------------------------------------------------------------
 
