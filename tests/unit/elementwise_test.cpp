@@ -6,8 +6,8 @@
 #include <limits>
 #include <random>
 
-#include "kernel_harness.hpp"
 #include "isa_test_util.hpp"
+#include "kernel_harness.hpp"
 
 namespace deskml {
 namespace {
