@@ -102,9 +102,20 @@ void execute_staged(const dnnl::primitive& prim, const dnnl::memory::desc& scrat
   const dnnl::memory src(staging.src, engine(), src_buffer.reserve(staging.src.get_size()));
   const dnnl::memory dst(staging.dst, engine(), dst_buffer.reserve(staging.dst.get_size()));
   execute(staging.to_src, staging.to_src_scratch, {{DNNL_ARG_FROM, user_src}, {DNNL_ARG_TO, src}});
-  args[DNNL_ARG_SRC] = src;
-  args[DNNL_ARG_DST] = dst;
-  execute(prim, scratchpad, std::move(args));
+  if (staging.images <= 1) {
+    args[DNNL_ARG_SRC] = src;
+    args[DNNL_ARG_DST] = dst;
+    execute(prim, scratchpad, std::move(args));
+  } else {
+    auto* sp = static_cast<char*>(src.get_data_handle());
+    auto* dp = static_cast<char*>(dst.get_data_handle());
+    const size_t src_step = staging.image_src.get_size(), dst_step = staging.image_dst.get_size();
+    for (int64_t n = 0; n < staging.images; ++n) {
+      args[DNNL_ARG_SRC] = dnnl::memory(staging.image_src, engine(), sp + n * src_step);
+      args[DNNL_ARG_DST] = dnnl::memory(staging.image_dst, engine(), dp + n * dst_step);
+      execute(prim, scratchpad, args);
+    }
+  }
   execute(staging.from_dst, staging.from_dst_scratch, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_dst}});
 }
 

@@ -52,14 +52,19 @@ struct Staging {
   dnnl::memory::desc src, dst;       // the layouts the primitive runs on
   dnnl::reorder to_src, from_dst;    // caller's source -> src; dst -> caller's destination
   dnnl::memory::desc to_src_scratch, from_dst_scratch;
+  // > 1: the primitive takes one image of a batch of `images`, whose staged
+  // layouts hold the images one after another (`image_src`, `image_dst`).
+  int64_t images = 1;
+  dnnl::memory::desc image_src, image_dst;
   Staging() = default;
   Staging(const dnnl::memory::desc& user_src, const dnnl::memory::desc& staged_src,
           const dnnl::memory::desc& staged_dst, const dnnl::memory::desc& user_dst);
 };
 
 // execute() with the source reordered into `staging.src` first and the result
-// reordered from `staging.dst` into args' DST after; the staged copies live in
-// per-thread buffers.
+// reordered from `staging.dst` into args' DST after (the primitive running once
+// per image when staging.images > 1); the staged copies live in per-thread
+// buffers.
 void execute_staged(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
                     std::unordered_map<int, dnnl::memory> args, const Staging& staging);
 
