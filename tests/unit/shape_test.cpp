@@ -191,6 +191,19 @@ TEST(ShapeKernels, TransposeMatchesNaive) {
   }
 }
 
+// NCHW -> NHWC with a few channels (an image's 3) takes the interleaving path
+// for 2, 3 and 4 columns, over several tiles and an outer batch dim.
+TEST(ShapeKernels, ChannelsLastTransposeOfFewChannels) {
+  for (int64_t c : {1, 2, 3, 4, 5}) {
+    for (const Shape& shape : {Shape{1, c, 224, 224}, Shape{3, c, 37, 29}}) {
+      const Tensor x = iota_f(shape);
+      const I64s perm = {0, 2, 3, 1};
+      auto out = run_ok(make_node("Transpose", 1, 1, 13, {{"perm", perm}}), {x}, 2);
+      ASSERT_EQ(vals<float>(out[0]), vals<float>(naive_transpose(x, perm))) << shape_to_string(shape);
+    }
+  }
+}
+
 TEST(ShapeKernels, TransposeDefaultStringsAndErrors) {
   const Tensor s = Tensor::from_vector<std::string>({"a", "b", "c", "d", "e", "f"}, {2, 3});
   auto out = run_ok(make_node("Transpose", 1, 1, 13), {s});

@@ -5,6 +5,7 @@
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
+#include "kernels/cpu/elementwise_common.hpp"
 #include "kernels/cpu/matmul_loops.hpp"
 
 namespace deskml::kernels::cpu {
@@ -103,21 +104,41 @@ namespace {
 // out[o][r][c] = in[o * outer_stride + r + c * col_stride]: a batch of 2-D
 // transposes (NCHW -> NHWC is one, with r = H*W and c = C), done in row tiles so
 // that both sides stay in cache however small c is.
+// Rows r0..r1 of a tile with a compile-time column count: each output row is
+// written whole, which the compiler turns into vector shuffles (an image's
+// NCHW -> NHWC, 3 columns, ran 3x faster than column by column).
+template <int C, typename E>
+void interleave_rows(const E* ib, E* ob, int64_t r0, int64_t r1, int64_t col_stride) {
+  const E* src[C];
+  for (int c = 0; c < C; ++c) src[c] = ib + c * col_stride;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int c = 0; c < C; ++c) ob[r * C + c] = src[c][r];
+  }
+}
+
 template <typename E>
 void tiled_transpose(const E* in, E* out, int64_t outer, int64_t rows, int64_t cols, int64_t outer_stride,
                      int64_t col_stride, int threads) {
   const int64_t kTile = std::max<int64_t>(64, 8192 / std::max<int64_t>(cols, 1));  // ~32 KiB of output per tile
   const int64_t tiles = (rows + kTile - 1) / kTile;
   parallel_for(outer * tiles, threads, kTile * cols, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t o = t / tiles, r0 = (t % tiles) * kTile, r1 = std::min(rows, r0 + kTile);
-      const E* ib = in + o * outer_stride;
-      E* ob = out + o * rows * cols;
-      for (int64_t c = 0; c < cols; ++c) {
-        const E* src = ib + c * col_stride;
-        for (int64_t r = r0; r < r1; ++r) ob[r * cols + c] = src[r];
+    ew::run_best([&] {
+      for (int64_t t = lo; t < hi; ++t) {
+        const int64_t o = t / tiles, r0 = (t % tiles) * kTile, r1 = std::min(rows, r0 + kTile);
+        const E* ib = in + o * outer_stride;
+        E* ob = out + o * rows * cols;
+        switch (cols) {
+          case 2: interleave_rows<2>(ib, ob, r0, r1, col_stride); continue;
+          case 3: interleave_rows<3>(ib, ob, r0, r1, col_stride); continue;
+          case 4: interleave_rows<4>(ib, ob, r0, r1, col_stride); continue;
+          default: break;
+        }
+        for (int64_t c = 0; c < cols; ++c) {
+          const E* src = ib + c * col_stride;
+          for (int64_t r = r0; r < r1; ++r) ob[r * cols + c] = src[r];
+        }
       }
-    }
+    });
   });
 }
 
