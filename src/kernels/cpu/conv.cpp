@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <optional>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/conv_geometry.hpp"
@@ -373,35 +372,35 @@ class ConvKernel final : public Kernel {
       act_.append_to(ops);
       attr.set_post_ops(ops);
       const memory::desc w_any(wd, memory::data_type::f32, memory::format_tag::any);
-      std::optional<dnnl::convolution_forward::primitive_desc> wino;
+      dnnl::convolution_forward::primitive_desc pd;
+      bool chosen = false;  // pd holds a Winograd primitive
       if (winograd_ && !has_sum && winograd_shape(g)) {
         // Winograd runs on oneDNN's blocked activations: reorders stage them.
         const memory::desc src_any(src, memory::data_type::f32, memory::format_tag::any);
         const memory::desc dst_any(dst, memory::data_type::f32, memory::format_tag::any);
         try {
-          wino.emplace(dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                       dnnl::algorithm::convolution_winograd, src_any, w_any,
-                                                       e->bias_md, dst_any, strides, dilates, pl, pr),
-                       attr, onednn::engine());
-          if (winograd_pays(*wino)) {
-            e->staging = onednn::Staging(e->src_md, wino->src_desc(), wino->dst_desc(), e->dst_md);
-            e->staged = true;
-          } else {
-            wino.reset();
-            if (g.batch > 1) per_image_winograd(*e, g, src, dst, w_any, attr, strides, dilates, pl, pr, wino);
+          pd = dnnl::convolution_forward::primitive_desc(
+              dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                              dnnl::algorithm::convolution_winograd, src_any, w_any, e->bias_md,
+                                              dst_any, strides, dilates, pl, pr),
+              attr, onednn::engine());
+          if (winograd_pays(pd)) {
+            e->staging = onednn::Staging(e->src_md, pd.src_desc(), pd.dst_desc(), e->dst_md);
+            e->staged = chosen = true;
+          } else if (g.batch > 1) {
+            chosen = per_image_winograd(*e, g, src, dst, w_any, attr, strides, dilates, pl, pr, pd);
           }
         } catch (const dnnl::error& err) {
           if (err.status != dnnl_unimplemented) throw;
-          wino.reset();  // not for this CPU or problem: the direct algorithm below
+          // not for this CPU or problem: the direct algorithm below
         }
       }
-      const dnnl::convolution_forward::primitive_desc pd =
-          wino ? *wino
-               : dnnl::convolution_forward::primitive_desc(
-                     dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                     dnnl::algorithm::convolution_direct, e->src_md, w_any,
-                                                     e->bias_md, e->dst_md, strides, dilates, pl, pr),
-                     attr, onednn::engine());
+      if (!chosen) {
+        pd = dnnl::convolution_forward::primitive_desc(
+            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            e->src_md, w_any, e->bias_md, e->dst_md, strides, dilates, pl, pr),
+            attr, onednn::engine());
+      }
       e->prim = dnnl::convolution_forward(pd);
       e->w_md = pd.weights_desc();
       e->weights = shared_weights_.for_layout(e->w_md);
@@ -439,12 +438,11 @@ class ConvKernel final : public Kernel {
   // warm-up transformed): ResNet-50's 256-channel layers at batch 8 took
   // 1.8 ms so against 3.4 ms direct. The batch is staged in nChw16c at once,
   // where each image is a batch-1 tensor of its own.
-  void per_image_winograd(Primitive& e, const ConvGeometry& g, const dnnl::memory::dims& src,
+  bool per_image_winograd(Primitive& e, const ConvGeometry& g, const dnnl::memory::dims& src,
                           const dnnl::memory::dims& dst, const dnnl::memory::desc& w_any,
                           const dnnl::primitive_attr& attr, const dnnl::memory::dims& strides,
                           const dnnl::memory::dims& dilates, const dnnl::memory::dims& pl,
-                          const dnnl::memory::dims& pr,
-                          std::optional<dnnl::convolution_forward::primitive_desc>& wino) const {
+                          const dnnl::memory::dims& pr, dnnl::convolution_forward::primitive_desc& pd) const {
     using dnnl::memory;
     memory::dims src1 = src, dst1 = dst;
     src1[0] = dst1[0] = 1;
@@ -458,15 +456,17 @@ class ConvKernel final : public Kernel {
                                           e.bias_md, memory::desc(dst1, memory::data_type::f32, memory::format_tag::any),
                                           strides, dilates, pl, pr),
           attr, onednn::engine());
-      if (!winograd_pays(one) || one.src_desc() != blocked(src1) || one.dst_desc() != blocked(dst1)) return;
+      if (!winograd_pays(one) || one.src_desc() != blocked(src1) || one.dst_desc() != blocked(dst1)) return false;
       e.staging = onednn::Staging(e.src_md, blocked(src), blocked(dst), e.dst_md);
       e.staging.images = g.batch;
       e.staging.image_src = one.src_desc();
       e.staging.image_dst = one.dst_desc();
       e.staged = true;
-      wino.emplace(one);
+      pd = one;
+      return true;
     } catch (const dnnl::error& err) {
       if (err.status != dnnl_unimplemented) throw;
+      return false;
     }
   }
 
