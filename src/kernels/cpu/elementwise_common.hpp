@@ -109,11 +109,17 @@ template <typename Body>
 [[gnu::flatten, gnu::noinline, gnu::target("avx2,fma")]] void run_avx2(const Body& body) {
   body();
 }
+// 512-bit vectors preferred (GCC would otherwise keep to 256 bits under this target).
+#if defined(__clang__)
+#define DESKML_AVX512_TARGET gnu::target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"), clang::min_vector_width(512)
+#else
+#define DESKML_AVX512_TARGET gnu::target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")
+#endif
 template <typename Body>
-[[gnu::flatten, gnu::noinline, gnu::target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")]] void
-run_avx512(const Body& body) {
+[[gnu::flatten, gnu::noinline, DESKML_AVX512_TARGET]] void run_avx512(const Body& body) {
   body();
 }
+#undef DESKML_AVX512_TARGET
 template <typename Body>
 inline void run_best(const Body& body) {
   if (has_avx512()) {
