@@ -418,18 +418,23 @@ class ConvKernel final : public Kernel {
   // (m = 2) to 4x (m = 4) the size and every run reads them in full, so a layer
   // with few output pixels per weight (ResNet's 7x7 layers at batch 1) is bound
   // by memory and runs no faster. oneDNN then decides whether it implements the
-  // problem, and winograd_pays() looks at the weights it would use. A small
-  // problem (the digits model's 16-image batch of 8x8 inputs) does not pay for
-  // the transforms and the staging reorders: it ran 2.4x slower.
+  // problem, and winograd_pays() looks at the weights it would use.
+  // The saving is in the channel products (in x out per tile); the transforms
+  // and staging cost in + out per tile, so few channels do not pay (SqueezeNet's
+  // 16 -> 64 expansion ran slower than direct), nor do small problems (the
+  // digits model's 8x8 images: 2.4x slower) or 13x13 maps, whose tiles overhang.
   static bool winograd_shape(const ConvGeometry& g) {
-    constexpr int64_t kMinPixels = 128;                   // batch x output height x width
+    constexpr int64_t kMinPixels = 196;                   // batch x output height x width (ResNet's 14x14)
+    constexpr int64_t kMinChannels = 24;                  // in x out / (in + out)
     constexpr int64_t kMinMultiplies = int64_t{10} << 20;  // of the direct algorithm
     if (g.spatial_rank() != 2 || g.group != 1 || g.kernel != std::vector<int64_t>{3, 3} ||
         g.strides != std::vector<int64_t>{1, 1} || g.dilations != std::vector<int64_t>{1, 1}) {
       return false;
     }
     const int64_t pixels = g.batch * g.out_size();
-    return pixels >= kMinPixels && pixels * g.in_channels * g.out_channels * 9 >= kMinMultiplies;
+    const int64_t channels = g.in_channels * g.out_channels / std::max<int64_t>(1, g.in_channels + g.out_channels);
+    return pixels >= kMinPixels && channels >= kMinChannels &&
+           pixels * g.in_channels * g.out_channels * 9 >= kMinMultiplies;
   }
 
   // A batch whose Winograd primitive's weights are too large (oneDNN takes
