@@ -257,7 +257,8 @@ class ConvKernel final : public Kernel {
 
  private:
   struct Primitive {
-    ConvGeometry g;   // of this input shape
+    uint64_t site = onednn::new_site();  // FastArgs' key for this primitive's memory objects
+    ConvGeometry g;                      // of this input shape
     Shape out_shape;  // Y's (NHWC when channels_last)
     bool use_reference = false;  // oneDNN had no implementation for this problem
     dnnl::convolution_forward prim;
@@ -520,6 +521,21 @@ class ConvKernel final : public Kernel {
       return;
     }
     try {
+      if (!e->staged) {
+        onednn::FastArgs args(e->site);
+        args.add(DNNL_ARG_SRC, e->src_md, x.raw_data());
+        dnnl::memory packed;  // held through the execution
+        if (e->reorder_weights) {
+          packed = e->weights->get(w, e->user_w_md, e->w_md);
+          args.add(DNNL_ARG_WEIGHTS, packed);
+        } else {
+          args.add(DNNL_ARG_WEIGHTS, e->user_w_md, w.raw_data());
+        }
+        args.add(DNNL_ARG_DST, e->dst_md, y.raw_data());
+        if (b) args.add(DNNL_ARG_BIAS, e->bias_md, b->raw_data());
+        args.execute(e->prim, e->scratch_md);
+        return;
+      }
       dnnl::memory wmem = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
       std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, x)},
                                                     {DNNL_ARG_WEIGHTS, wmem},

@@ -1,6 +1,8 @@
 #include "kernels/cpu/dnnl_context.hpp"
 
+#include <atomic>
 #include <cstdlib>
+#include <iterator>
 #include <new>
 
 #include "core/buffer_pool.hpp"
@@ -30,6 +32,14 @@ class ScratchBuffer {
   void* data_ = nullptr;
   size_t capacity_ = 0;
 };
+
+ScratchBuffer& thread_scratch() {
+  thread_local ScratchBuffer buffer;
+  return buffer;
+}
+
+// One stream per thread: in-order CPU streams are cheap to keep and not free to create.
+dnnl::stream& thread_stream();
 
 }  // namespace
 
@@ -67,14 +77,76 @@ dnnl::primitive_attr base_attr() {
   return attr;
 }
 
+namespace {
+
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream stream(engine());
+  return stream;
+}
+
+}  // namespace
+
 void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
              std::unordered_map<int, dnnl::memory> args) {
-  thread_local ScratchBuffer buffer;
   const size_t bytes = scratchpad.get_size();
-  if (bytes > 0) args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine(), buffer.reserve(bytes))});
-  // One stream per thread: in-order CPU streams are cheap to keep and not free to create.
-  thread_local dnnl::stream stream(engine());
+  if (bytes > 0) {
+    args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine(), thread_scratch().reserve(bytes))});
+  }
+  dnnl::stream& stream = thread_stream();
   prim.execute(stream, args);
+  stream.wait();
+}
+
+namespace {
+
+// This thread's memory objects by (site, argument).
+std::unordered_map<uint64_t, dnnl::memory>& thread_memories() {
+  thread_local std::unordered_map<uint64_t, dnnl::memory> memories;
+  return memories;
+}
+
+dnnl::memory& site_memory(uint64_t site, int arg, const dnnl::memory::desc& md, void* data) {
+  auto& memories = thread_memories();
+  const uint64_t key = site * 256 + static_cast<uint64_t>(arg & 255);
+  auto it = memories.find(key);
+  if (it != memories.end()) {
+    it->second.set_data_handle(data);
+    return it->second;
+  }
+  return memories.emplace(key, dnnl::memory(md, engine(), data)).first->second;
+}
+
+}  // namespace
+
+uint64_t new_site() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+FastArgs::FastArgs(uint64_t site) : site_(site) {
+  // Dropped wholesale beyond this many (sites of evicted primitives pile up),
+  // before this execution takes any: its handles must stay valid until it runs.
+  constexpr size_t kMaxMemories = 4096;
+  if (thread_memories().size() >= kMaxMemories) thread_memories().clear();
+}
+
+void FastArgs::push(int arg, dnnl_memory_t mem) {
+  if (n_ == static_cast<int>(std::size(args_))) throw dnnl::error(dnnl_invalid_arguments, "too many arguments");
+  args_[n_++] = {arg, mem};
+}
+
+void FastArgs::add(int arg, const dnnl::memory::desc& md, const void* data) {
+  push(arg, site_memory(site_, arg, md, const_cast<void*>(data)).get());
+}
+
+void FastArgs::execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad) {
+  const size_t bytes = scratchpad.get_size();
+  if (bytes > 0) {
+    push(DNNL_ARG_SCRATCHPAD,
+         site_memory(site_, DNNL_ARG_SCRATCHPAD, scratchpad, thread_scratch().reserve(bytes)).get());
+  }
+  dnnl::stream& stream = thread_stream();
+  dnnl::error::wrap_c_api(dnnl_primitive_execute(prim.get(), stream.get(), n_, args_), "could not execute a primitive");
   stream.wait();
 }
 

@@ -68,6 +68,27 @@ struct Staging {
 void execute_staged(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
                     std::unordered_map<int, dnnl::memory> args, const Staging& staging);
 
+// One execution's arguments for a hot call site. The dnnl::memory objects are
+// kept per thread and site (`site`: unique per cached primitive, from
+// new_site()), so that a run only swaps their data pointers; creating them and
+// the argument map cost about 1 us per node, 4% of MobileNetV2's run.
+class FastArgs {
+ public:
+  explicit FastArgs(uint64_t site);
+  void add(int arg, const dnnl::memory::desc& md, const void* data);
+  void add(const int arg, const dnnl::memory& mem) { push(arg, mem.get()); }
+  // Runs `prim` on this thread's stream and waits; the scratchpad comes from
+  // the per-thread buffer, as with execute().
+  void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad);
+
+ private:
+  void push(int arg, dnnl_memory_t mem);
+  uint64_t site_;
+  int n_ = 0;
+  dnnl_exec_arg_t args_[8];
+};
+uint64_t new_site();
+
 // Copies `from` into a new memory with layout `to` (a weights reorder).
 dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to);
 
