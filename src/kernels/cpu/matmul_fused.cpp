@@ -43,12 +43,13 @@ class FusedMatMulKernel final : public Kernel {
     }
     auto e = cache_.get({m, k, n, bias != nullptr}, [&] { return build(m, k, n, bias != nullptr); });
     try {
-      dnnl::memory wmem = e->weights->get(b, e->user_w_md, e->w_md);
-      std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, a)},
-                                                    {DNNL_ARG_WEIGHTS, wmem},
-                                                    {DNNL_ARG_DST, onednn::wrap(e->dst_md, y)}};
-      if (bias) args.insert({DNNL_ARG_BIAS, onednn::wrap(e->bias_md, *bias)});
-      onednn::execute(e->prim, e->scratch_md, std::move(args));
+      const dnnl::memory packed = e->weights->get(b, e->user_w_md, e->w_md);  // held through the execution
+      onednn::FastArgs args(e->site);
+      args.add(DNNL_ARG_SRC, e->src_md, a.raw_data());
+      args.add(DNNL_ARG_WEIGHTS, packed);
+      args.add(DNNL_ARG_DST, e->dst_md, y.raw_data());
+      if (bias) args.add(DNNL_ARG_BIAS, e->bias_md, bias->raw_data());
+      args.execute(e->prim, e->scratch_md);
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, ctx.node().label());
     }
@@ -57,6 +58,7 @@ class FusedMatMulKernel final : public Kernel {
 
  private:
   struct Primitive {
+    uint64_t site = onednn::new_site();  // FastArgs' key for this primitive's memory objects
     dnnl::matmul prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
     std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
