@@ -13,6 +13,9 @@ constexpr uint64_t kAlive = UINT64_MAX;
 constexpr size_t kMinPlannedBytes = 4096;
 // Beyond this many allocations in one run, planning (quadratic) is not tried.
 constexpr size_t kMaxPlannedAllocations = 8192;
+// A block larger than this is not planned: the pool (1 GiB by default) would
+// not keep it between runs, and every run would fault in a fresh one.
+constexpr size_t kMaxBlockBytes = size_t{256} << 20;
 
 std::shared_ptr<void> pool_storage(size_t bytes) {
   void* p = BufferPool::instance().acquire(bytes);
@@ -84,6 +87,7 @@ std::shared_ptr<const ArenaPlan> ArenaRecorder::finish() {
     plan->bytes = std::max(plan->bytes, offset + events[i].bytes);
     placed.push_back(i);
   }
+  if (plan->bytes > kMaxBlockBytes) return nullptr;
   // Who must be gone before each allocation may have its bytes: the earlier
   // planned ones it overlaps in the block (by construction dead by then).
   for (uint32_t i : planned) {
