@@ -257,7 +257,7 @@ class ConvKernel final : public Kernel {
 
  private:
   struct Primitive {
-    uint64_t site = onednn::new_site();  // FastArgs' key for this primitive's memory objects
+    mutable onednn::ArgSlots slots;  // FastArgs' memory objects, per thread
     ConvGeometry g;                      // of this input shape
     Shape out_shape;  // Y's (NHWC when channels_last)
     bool use_reference = false;  // oneDNN had no implementation for this problem
@@ -522,7 +522,7 @@ class ConvKernel final : public Kernel {
     }
     try {
       if (!e->staged) {
-        onednn::FastArgs args(e->site);
+        onednn::FastArgs args(e->slots);
         args.add(DNNL_ARG_SRC, e->src_md, x.raw_data());
         dnnl::memory packed;  // held through the execution
         if (e->reorder_weights) {

@@ -97,54 +97,47 @@ void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
   stream.wait();
 }
 
-namespace {
-
-// This thread's memory objects by (site, argument).
-std::unordered_map<uint64_t, dnnl::memory>& thread_memories() {
-  thread_local std::unordered_map<uint64_t, dnnl::memory> memories;
-  return memories;
-}
-
-dnnl::memory& site_memory(uint64_t site, int arg, const dnnl::memory::desc& md, void* data) {
-  auto& memories = thread_memories();
-  const uint64_t key = site * 256 + static_cast<uint64_t>(arg & 255);
-  auto it = memories.find(key);
-  if (it != memories.end()) {
-    it->second.set_data_handle(data);
-    return it->second;
+ArgSlots::Slot* ArgSlots::mine() {
+  const std::thread::id self = std::this_thread::get_id();
+  for (Slot& s : slots_) {
+    if (s.owner.load(std::memory_order_acquire) == self) return &s;
   }
-  return memories.emplace(key, dnnl::memory(md, engine(), data)).first->second;
-}
-
-}  // namespace
-
-uint64_t new_site() {
-  static std::atomic<uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
-}
-
-FastArgs::FastArgs(uint64_t site) : site_(site) {
-  // Dropped wholesale beyond this many (sites of evicted primitives pile up),
-  // before this execution takes any: its handles must stay valid until it runs.
-  constexpr size_t kMaxMemories = 4096;
-  if (thread_memories().size() >= kMaxMemories) thread_memories().clear();
+  for (Slot& s : slots_) {
+    std::thread::id none{};
+    if (s.owner.compare_exchange_strong(none, self, std::memory_order_acq_rel)) return &s;
+  }
+  return nullptr;
 }
 
 void FastArgs::push(int arg, dnnl_memory_t mem) {
-  if (n_ == static_cast<int>(std::size(args_))) throw dnnl::error(dnnl_invalid_arguments, "too many arguments");
+  if (n_ == ArgSlots::kArgs) throw dnnl::error(dnnl_invalid_arguments, "too many arguments");
   args_[n_++] = {arg, mem};
 }
 
 void FastArgs::add(int arg, const dnnl::memory::desc& md, const void* data) {
-  push(arg, site_memory(site_, arg, md, const_cast<void*>(data)).get());
+  void* handle = const_cast<void*>(data);
+  if (slot_ == nullptr) {
+    temporaries_[n_] = dnnl::memory(md, engine(), handle);
+    push(arg, temporaries_[n_].get());
+    return;
+  }
+  for (int i = 0; i < slot_->count; ++i) {
+    if (slot_->arg[i] == arg) {
+      slot_->memory[i].set_data_handle(handle);
+      push(arg, slot_->memory[i].get());
+      return;
+    }
+  }
+  if (slot_->count == ArgSlots::kArgs) throw dnnl::error(dnnl_invalid_arguments, "too many arguments");
+  const int i = slot_->count++;
+  slot_->arg[i] = arg;
+  slot_->memory[i] = dnnl::memory(md, engine(), handle);
+  push(arg, slot_->memory[i].get());
 }
 
 void FastArgs::execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad) {
   const size_t bytes = scratchpad.get_size();
-  if (bytes > 0) {
-    push(DNNL_ARG_SCRATCHPAD,
-         site_memory(site_, DNNL_ARG_SCRATCHPAD, scratchpad, thread_scratch().reserve(bytes)).get());
-  }
+  if (bytes > 0) add(DNNL_ARG_SCRATCHPAD, scratchpad, thread_scratch().reserve(bytes));
   dnnl::stream& stream = thread_stream();
   dnnl::error::wrap_c_api(dnnl_primitive_execute(prim.get(), stream.get(), n_, args_), "could not execute a primitive");
   stream.wait();

@@ -4,10 +4,12 @@
 // the primitives a node builds per input shape.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <unordered_map>
@@ -68,13 +70,33 @@ struct Staging {
 void execute_staged(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
                     std::unordered_map<int, dnnl::memory> args, const Staging& staging);
 
-// One execution's arguments for a hot call site. The dnnl::memory objects are
-// kept per thread and site (`site`: unique per cached primitive, from
-// new_site()), so that a run only swaps their data pointers; creating them and
-// the argument map cost about 1 us per node, 4% of MobileNetV2's run.
+// The dnnl::memory objects one cached primitive executes with, kept per
+// thread so that a run only swaps their data pointers: creating them and an
+// argument map cost about 1 us per node, 4% of MobileNetV2's run. A few slots,
+// each claimed by the first thread that runs the primitive there; they go with
+// the primitive (nothing piles up per thread when models are unloaded).
+class ArgSlots {
+ public:
+  static constexpr int kSlots = 4;
+  static constexpr int kArgs = 8;
+  struct Slot {
+    std::atomic<std::thread::id> owner{};
+    int count = 0;
+    int arg[kArgs] = {};
+    dnnl::memory memory[kArgs];
+  };
+  // This thread's slot, claimed on first use; nullptr when all are taken.
+  Slot* mine();
+
+ private:
+  Slot slots_[kSlots];
+};
+
+// One execution's arguments, from the primitive's ArgSlots (temporaries when
+// the calling thread has no slot there).
 class FastArgs {
  public:
-  explicit FastArgs(uint64_t site);
+  explicit FastArgs(ArgSlots& slots) : slot_(slots.mine()) {}
   void add(int arg, const dnnl::memory::desc& md, const void* data);
   void add(const int arg, const dnnl::memory& mem) { push(arg, mem.get()); }
   // Runs `prim` on this thread's stream and waits; the scratchpad comes from
@@ -83,11 +105,11 @@ class FastArgs {
 
  private:
   void push(int arg, dnnl_memory_t mem);
-  uint64_t site_;
+  ArgSlots::Slot* slot_;
   int n_ = 0;
-  dnnl_exec_arg_t args_[8];
+  dnnl_exec_arg_t args_[ArgSlots::kArgs];
+  dnnl::memory temporaries_[ArgSlots::kArgs];  // without a slot
 };
-uint64_t new_site();
 
 // Copies `from` into a new memory with layout `to` (a weights reorder).
 dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to);

@@ -44,7 +44,7 @@ class FusedMatMulKernel final : public Kernel {
     auto e = cache_.get({m, k, n, bias != nullptr}, [&] { return build(m, k, n, bias != nullptr); });
     try {
       const dnnl::memory packed = e->weights->get(b, e->user_w_md, e->w_md);  // held through the execution
-      onednn::FastArgs args(e->site);
+      onednn::FastArgs args(e->slots);
       args.add(DNNL_ARG_SRC, e->src_md, a.raw_data());
       args.add(DNNL_ARG_WEIGHTS, packed);
       args.add(DNNL_ARG_DST, e->dst_md, y.raw_data());
@@ -58,7 +58,7 @@ class FusedMatMulKernel final : public Kernel {
 
  private:
   struct Primitive {
-    uint64_t site = onednn::new_site();  // FastArgs' key for this primitive's memory objects
+    mutable onednn::ArgSlots slots;  // FastArgs' memory objects, per thread
     dnnl::matmul prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
     std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
