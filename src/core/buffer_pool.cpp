@@ -66,7 +66,8 @@ struct BufferPool::Impl {
   // A buffer fits a request when it is large enough and no more than twice the size.
   static bool fits(size_t capacity, size_t bytes) { return capacity >= bytes && capacity / 2 <= bytes; }
 
-  void* take(std::list<Entry>::iterator it) {
+  // Removes a free buffer from both indexes; returns it.
+  void* unlink(std::list<Entry>::iterator it) {
     const auto [capacity, p] = *it;
     auto range = by_capacity.equal_range(capacity);
     for (auto b = range.first; b != range.second; ++b) {
@@ -77,6 +78,13 @@ struct BufferPool::Impl {
     }
     free.erase(it);
     cached -= capacity;
+    return p;
+  }
+
+  // Hands a free buffer out, remembering its capacity.
+  void* take(std::list<Entry>::iterator it) {
+    const size_t capacity = it->first;
+    void* p = unlink(it);
     handed.emplace(p, capacity);
     return p;
   }
@@ -102,13 +110,7 @@ struct BufferPool::Impl {
   }
 
   void evict_to(size_t target) {
-    while (cached > target && !free.empty()) {
-      auto it = free.begin();
-      void* p = it->second;
-      take(it);
-      handed.erase(p);
-      std::free(p);
-    }
+    while (cached > target && !free.empty()) std::free(unlink(free.begin()));
   }
 };
 
@@ -161,6 +163,12 @@ void BufferPool::release(void* p, size_t bytes) {
   }
   impl_->put(bytes, p);
   impl_->evict_to(impl_->limit);
+}
+
+std::shared_ptr<void> BufferPool::acquire_shared(size_t bytes) {
+  void* p = acquire(bytes);
+  if (p == nullptr) return nullptr;
+  return std::shared_ptr<void>(p, [bytes](void* q) { BufferPool::instance().release(q, bytes); });
 }
 
 size_t BufferPool::cached_bytes() const {

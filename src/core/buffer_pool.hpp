@@ -34,6 +34,9 @@ class BufferPool {
   // Returns storage from acquire(bytes) (same `bytes`; the pool knows the
   // buffer's real capacity).
   void release(void* p, size_t bytes);
+  // acquire() whose result goes back to the pool with its last owner; nullptr
+  // when the system has no memory.
+  std::shared_ptr<void> acquire_shared(size_t bytes);
 
   // Buffers smaller than this bypass the pool (malloc is fast and cache-warm for them).
   static constexpr size_t kMinPooledBytes = 16 * 1024;

@@ -42,12 +42,12 @@ std::shared_ptr<void> allocate_storage(DataType dtype, int64_t numel) {
   if (AllocationScope* scope = AllocationScope::current()) {
     if (auto storage = scope->allocate(bytes)) return storage;
   }
-  void* p = BufferPool::instance().acquire(bytes);
-  if (p == nullptr) {
+  auto storage = BufferPool::instance().acquire_shared(bytes);
+  if (!storage) {
     throw_status(Status(StatusCode::kResourceExhausted,
                         "out of memory allocating " + std::to_string(bytes) + " bytes for a tensor"));
   }
-  return std::shared_ptr<void>(p, [bytes](void* q) { BufferPool::instance().release(q, bytes); });
+  return storage;
 }
 
 // ONNX Cast semantics: float -> int truncates toward zero; out-of-range is

@@ -214,19 +214,25 @@ Status validate_opsets(const std::map<std::string, int64_t>& opsets) {
   return Status::Ok();
 }
 
-// Parses a ModelProto of `size` bytes from `input`.
-Result<onnx::ModelProto> parse_model(google::protobuf::io::ZeroCopyInputStream& input, uint64_t size,
-                                     const LoadOptions& options) {
-  // Protobuf cannot parse a message of 2 GiB or more, whatever the options say.
-  const uint64_t limit = std::min<uint64_t>(options.max_model_bytes, INT_MAX);
+// Protobuf cannot parse a message of 2 GiB or more, whatever the options say.
+uint64_t model_byte_limit(const LoadOptions& options) { return std::min<uint64_t>(options.max_model_bytes, INT_MAX); }
+
+// A model of `size` bytes is worth parsing: not empty, within the limit.
+Status check_model_size(uint64_t size, const LoadOptions& options) {
+  const uint64_t limit = model_byte_limit(options);
   if (size > limit) {
     return out_of_range("model is " + std::to_string(size) + " bytes; the limit is " + std::to_string(limit));
   }
   if (size == 0) return invalid_model("the model is empty (0 bytes)");
+  return Status::Ok();
+}
+
+// Parses a ModelProto from `input` (whose size check_model_size passed).
+Result<onnx::ModelProto> parse_model(google::protobuf::io::ZeroCopyInputStream& input, const LoadOptions& options) {
   onnx::ModelProto proto;
   const int recursion_limit = protobuf_recursion_limit(options);
   google::protobuf::io::CodedInputStream stream(&input);
-  stream.SetTotalBytesLimit(static_cast<int>(limit));
+  stream.SetTotalBytesLimit(static_cast<int>(model_byte_limit(options)));
   stream.SetRecursionLimit(recursion_limit);
   if (!proto.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage()) {
     return invalid_model("not a valid ONNX model: protobuf parsing failed (the file is truncated, is not an .onnx "
@@ -261,10 +267,10 @@ Result<graph::Model> convert_model(onnx::ModelProto& proto, const fs::path& base
 }
 
 // Parses and converts, with the errors every entry point turns into a Status.
-Result<graph::Model> load_parsed(google::protobuf::io::ZeroCopyInputStream& input, uint64_t size,
-                                 const fs::path& base_dir, const LoadOptions& options) {
+Result<graph::Model> load_parsed(google::protobuf::io::ZeroCopyInputStream& input, const fs::path& base_dir,
+                                 const LoadOptions& options) {
   try {
-    DESKML_ASSIGN_OR_RETURN(onnx::ModelProto proto, parse_model(input, size, options));
+    DESKML_ASSIGN_OR_RETURN(onnx::ModelProto proto, parse_model(input, options));
     return convert_model(proto, base_dir, options);
   } catch (const Error& e) {
     return e.status();
@@ -277,12 +283,9 @@ Result<graph::Model> load_parsed(google::protobuf::io::ZeroCopyInputStream& inpu
 
 Result<graph::Model> load_model_from_bytes(std::string_view bytes, const fs::path& base_dir,
                                            const LoadOptions& options) {
-  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
-    return out_of_range("model is " + std::to_string(bytes.size()) + " bytes; protobuf reads at most " +
-                        std::to_string(INT_MAX));
-  }
+  DESKML_RETURN_IF_ERROR(check_model_size(bytes.size(), options));  // which also makes the size an int
   google::protobuf::io::ArrayInputStream input(bytes.data(), static_cast<int>(bytes.size()));
-  return load_parsed(input, bytes.size(), base_dir, options);
+  return load_parsed(input, base_dir, options);
 }
 
 namespace {
@@ -360,6 +363,7 @@ Result<Value> convert_value_file(const std::string& bytes, const fs::path& path,
 Result<graph::Model> load_model(const fs::path& path, const LoadOptions& options) {
   try {
     DESKML_ASSIGN_OR_RETURN(uint64_t size, checked_size(path, options.max_model_bytes, "model file"));
+    if (Status st = check_model_size(size, options); !st.ok()) return st.with_context(path.filename().string());
     // Parsed straight from the file through a small buffer: the model's bytes
     // are never held twice, and its weights are copied once (into the proto,
     // whose raw data the tensors then take over).
@@ -368,7 +372,7 @@ Result<graph::Model> load_model(const fs::path& path, const LoadOptions& options
     const FdCloser closer{fd};
     constexpr int kReadBlock = 1 << 20;
     google::protobuf::io::FileInputStream input(fd, kReadBlock);
-    auto model = load_parsed(input, size, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
+    auto model = load_parsed(input, path.has_parent_path() ? path.parent_path() : fs::path("."), options);
     if (input.GetErrno() != 0) {
       return io_error("could not read model file '" + path.string() + "': " + std::strerror(input.GetErrno()));
     }

@@ -1,7 +1,6 @@
 #include "runtime/run_arena.hpp"
 
 #include <algorithm>
-#include <numeric>
 
 #include "core/buffer_pool.hpp"
 
@@ -17,27 +16,22 @@ constexpr size_t kMaxPlannedAllocations = 8192;
 // not keep it between runs, and every run would fault in a fresh one.
 constexpr size_t kMaxBlockBytes = size_t{256} << 20;
 
-std::shared_ptr<void> pool_storage(size_t bytes) {
-  void* p = BufferPool::instance().acquire(bytes);
-  if (p == nullptr) return nullptr;
-  return std::shared_ptr<void>(p, [bytes](void* q) { BufferPool::instance().release(q, bytes); });
-}
-
 }  // namespace
 
 std::shared_ptr<void> ArenaRecorder::allocate(size_t bytes) {
-  void* p = BufferPool::instance().acquire(bytes);
-  if (p == nullptr) return nullptr;
+  auto storage = BufferPool::instance().acquire_shared(bytes);
+  if (!storage) return nullptr;
   uint32_t index = 0;
   {
     std::lock_guard lock(mutex_);
     index = static_cast<uint32_t>(events_.size());
     events_.push_back({bytes, clock_++, kAlive});
   }
-  auto self = shared_from_this();
-  return std::shared_ptr<void>(p, [self, index, bytes](void* q) {
+  // The release is recorded, then the storage goes back to the pool.
+  void* p = storage.get();
+  return std::shared_ptr<void>(p, [self = shared_from_this(), index, storage](void*) mutable {
     self->released(index);
-    BufferPool::instance().release(q, bytes);
+    storage.reset();
   });
 }
 
@@ -103,7 +97,7 @@ std::shared_ptr<const ArenaPlan> ArenaRecorder::finish() {
 
 std::shared_ptr<ArenaReplay> ArenaReplay::start(std::shared_ptr<const ArenaPlan> plan) {
   auto r = std::shared_ptr<ArenaReplay>(new ArenaReplay());
-  r->block_ = pool_storage(plan->bytes);
+  r->block_ = BufferPool::instance().acquire_shared(plan->bytes);
   if (!r->block_) return nullptr;
   r->base_ = static_cast<char*>(r->block_.get());
   r->released_ = std::make_unique<std::atomic<bool>[]>(plan->sizes.size());
@@ -127,9 +121,11 @@ std::shared_ptr<void> ArenaReplay::allocate(size_t bytes) {
     }
   }
   ++served_;
-  auto self = shared_from_this();  // the block lives while any of its tensors does
-  return std::shared_ptr<void>(base_ + plan.offsets[i],
-                               [self, i](void*) { self->released_[i].store(true, std::memory_order_release); });
+  // The block lives while any of its tensors does.
+  return std::shared_ptr<void>(base_ + plan.offsets[i], [self = shared_from_this(), i](void*) mutable {
+    self->released_[i].store(true, std::memory_order_release);
+    self.reset();
+  });
 }
 
 std::shared_ptr<AllocationScope> RunArenas::begin(uint64_t signature) {

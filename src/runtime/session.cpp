@@ -82,11 +82,12 @@ Session::~Session() = default;
 
 namespace {
 
-// The input names, types and shapes of a run, and its thread count.
-uint64_t run_signature(const NamedValues& feeds, int threads) {
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+
+// A hash of the input names, types and shapes of a run.
+uint64_t feed_signature(const NamedValues& feeds) {
   uint64_t key = 1469598103934665603ull;
-  auto mix = [&](uint64_t v) { key = (key ^ v) * 1099511628211ull; };
-  mix(static_cast<uint64_t>(threads));
+  auto mix = [&](uint64_t v) { key = (key ^ v) * kFnvPrime; };
   for (const auto& [name, v] : feeds) {
     mix(std::hash<std::string>{}(name));
     mix(v.is_tensor() ? static_cast<uint64_t>(v.tensor.dtype()) : 0xffu);
@@ -100,10 +101,9 @@ uint64_t run_signature(const NamedValues& feeds, int threads) {
 
 }  // namespace
 
-int Session::pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) const {
+int Session::pick_threads(uint64_t key, bool& trial) const {
   trial = false;
   if (threads_ <= 1 || !tuning_) return threads_;
-  key = run_signature(feeds, 0);
   std::lock_guard lock(tuning_->mutex);
   auto it = tuning_->entries.find(key);
   if (it == tuning_->entries.end()) {
@@ -257,16 +257,15 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
     const bool optional = g.initializers.count(g.inputs[i].name) || g.inputs[i].type.optional;
     if (!fed[i] && !optional) return invalid_argument("input '" + g.inputs[i].name + "' was not provided");
   }
-  uint64_t tuning_key = 0;
+  const uint64_t feeds_key = feed_signature(feeds);
   bool trial = false;
-  const int threads =
-      options.threads > 0 ? std::min(options.threads, threads_) : pick_threads(feeds, tuning_key, trial);
+  const int threads = options.threads > 0 ? std::min(options.threads, threads_) : pick_threads(feeds_key, trial);
   omp_set_num_threads(threads);
+  // The run's tensors go where a recorded run of these inputs and threads planned them (run_arena.hpp).
+  const uint64_t arena_key = (feeds_key ^ static_cast<uint64_t>(threads)) * kFnvPrime;
+  const std::shared_ptr<AllocationScope> arena = arenas_->begin(arena_key);
   std::vector<Value> outputs;
-  // The run's tensors go where a recorded run of these shapes planned them (run_arena.hpp).
-  const uint64_t signature = run_signature(feeds, threads);
-  const std::shared_ptr<AllocationScope> arena = arenas_->begin(signature);
-  bool ok = false;
+  Status status;
   try {
     const RunControl control{threads, options.deadline, options.cancel, options.profile};
     const auto start = trial ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
@@ -275,24 +274,21 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
       auto ran = plan_->run(std::move(inputs), nullptr, control);
       if (ran.ok()) {
         outputs = std::move(ran).value();
-        ok = true;
       } else {
-        arenas_->end(signature, arena, false);
-        return ran.status();
+        status = ran.status();
       }
     }
-    if (trial) {
-      tuning_->record(tuning_key, threads, threads_,
+    if (status.ok() && trial) {
+      tuning_->record(feeds_key, threads, threads_,
                       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
     }
   } catch (const Error& e) {
-    arenas_->end(signature, arena, false);
-    return e.status();
+    status = e.status();
   } catch (const std::bad_alloc&) {
-    arenas_->end(signature, arena, false);
-    return Status(StatusCode::kResourceExhausted, "out of memory while running the model");
+    status = Status(StatusCode::kResourceExhausted, "out of memory while running the model");
   }
-  arenas_->end(signature, arena, ok);
+  arenas_->end(arena_key, arena, status.ok());
+  DESKML_RETURN_IF_ERROR(status);
   NamedValues named;
   for (size_t i = 0; i < outputs.size(); ++i) named.emplace_back(g.outputs[i].name, std::move(outputs[i]));
   return named;

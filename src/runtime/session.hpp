@@ -98,7 +98,7 @@ class Session {
   // Picks the thread count for a run: the session's, or 1 where the measured
   // runs of this input shape say a parallel region costs more than it saves.
   struct ThreadTuning;
-  int pick_threads(const NamedValues& feeds, uint64_t& key, bool& trial) const;
+  int pick_threads(uint64_t feeds_key, bool& trial) const;
   Status validate_feed(const graph::ValueInfo& info, const Value& value) const;
 
   std::shared_ptr<const graph::Model> model_;

@@ -258,8 +258,8 @@ class ConvKernel final : public Kernel {
  private:
   struct Primitive {
     mutable onednn::ArgSlots slots;  // FastArgs' memory objects, per thread
-    ConvGeometry g;                      // of this input shape
-    Shape out_shape;  // Y's (NHWC when channels_last)
+    ConvGeometry g;                  // of this input shape
+    Shape out_shape;                 // Y's (NHWC when channels_last)
     bool use_reference = false;  // oneDNN had no implementation for this problem
     dnnl::convolution_forward prim;
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
@@ -515,37 +515,29 @@ class ConvKernel final : public Kernel {
       act_.apply(y.data<float>(), y.numel(), ctx.threads());
       return;
     }
-    const Primitive* e = &entry;
-    if (e->use_reference) {
+    const Primitive& e = entry;
+    if (e.use_reference) {
       run_reference_f32(ctx, g, x, w, b, has_sum, y);
       return;
     }
     try {
-      if (!e->staged) {
-        onednn::FastArgs args(e->slots);
-        args.add(DNNL_ARG_SRC, e->src_md, x.raw_data());
-        dnnl::memory packed;  // held through the execution
-        if (e->reorder_weights) {
-          packed = e->weights->get(w, e->user_w_md, e->w_md);
-          args.add(DNNL_ARG_WEIGHTS, packed);
-        } else {
-          args.add(DNNL_ARG_WEIGHTS, e->user_w_md, w.raw_data());
-        }
-        args.add(DNNL_ARG_DST, e->dst_md, y.raw_data());
-        if (b) args.add(DNNL_ARG_BIAS, e->bias_md, b->raw_data());
-        args.execute(e->prim, e->scratch_md);
+      // Packed weights are held through the execution.
+      const dnnl::memory wmem =
+          e.reorder_weights ? e.weights->get(w, e.user_w_md, e.w_md) : onednn::wrap(e.user_w_md, w);
+      if (e.staged) {
+        std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e.src_md, x)},
+                                                      {DNNL_ARG_WEIGHTS, wmem},
+                                                      {DNNL_ARG_DST, onednn::wrap(e.dst_md, y)}};
+        if (b) args.insert({DNNL_ARG_BIAS, onednn::wrap(e.bias_md, *b)});
+        onednn::execute_staged(e.prim, e.scratch_md, std::move(args), e.staging);
         return;
       }
-      dnnl::memory wmem = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
-      std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, x)},
-                                                    {DNNL_ARG_WEIGHTS, wmem},
-                                                    {DNNL_ARG_DST, onednn::wrap(e->dst_md, y)}};
-      if (b) args.insert({DNNL_ARG_BIAS, onednn::wrap(e->bias_md, *b)});
-      if (e->staged) {
-        onednn::execute_staged(e->prim, e->scratch_md, std::move(args), e->staging);
-      } else {
-        onednn::execute(e->prim, e->scratch_md, std::move(args));
-      }
+      onednn::FastArgs args(e.slots);
+      args.add(DNNL_ARG_SRC, e.src_md, x.raw_data());
+      args.add(DNNL_ARG_WEIGHTS, wmem);
+      args.add(DNNL_ARG_DST, e.dst_md, y.raw_data());
+      if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
+      args.execute(e.prim, e.scratch_md);
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, label_);
     }

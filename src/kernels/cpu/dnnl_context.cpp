@@ -1,8 +1,6 @@
 #include "kernels/cpu/dnnl_context.hpp"
 
-#include <atomic>
 #include <cstdlib>
-#include <iterator>
 #include <new>
 
 #include "core/buffer_pool.hpp"
@@ -39,7 +37,10 @@ ScratchBuffer& thread_scratch() {
 }
 
 // One stream per thread: in-order CPU streams are cheap to keep and not free to create.
-dnnl::stream& thread_stream();
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream stream(engine());
+  return stream;
+}
 
 }  // namespace
 
@@ -76,15 +77,6 @@ dnnl::primitive_attr base_attr() {
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   return attr;
 }
-
-namespace {
-
-dnnl::stream& thread_stream() {
-  thread_local dnnl::stream stream(engine());
-  return stream;
-}
-
-}  // namespace
 
 void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
              std::unordered_map<int, dnnl::memory> args) {

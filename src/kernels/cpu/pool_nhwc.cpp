@@ -103,7 +103,7 @@ class NhwcPoolKernel final : public Kernel {
         p->scratch_md = pd.scratchpad_desc();
         p->usable = true;
       } catch (const dnnl::error&) {
-        p->usable = false;  // e.g. an end pad as large as the window
+        // not usable (e.g. an end pad as large as the window): the loops run
       }
       return p;
     });
