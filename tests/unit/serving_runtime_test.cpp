@@ -51,12 +51,14 @@ Tensors x_of(float v, int64_t rows = 1) { return {{"x", filled({rows, 4}, v)}}; 
 
 float y0(const Result<InferResponse>& r) { return r->outputs.at(0).second.data<float>()[0]; }
 
-// Waits (up to 10 s) for a condition the runtime reaches on its own threads.
+// Waits (up to 10 s) for a condition the runtime reaches on its own threads,
+// looking every millisecond: some conditions (a blocker running) last only a
+// few milliseconds on a fast machine.
 template <typename Fn>
 bool eventually(Fn fn) {
-  for (int i = 0; i < 1000; ++i) {
+  for (int i = 0; i < 10000; ++i) {
     if (fn()) return true;
-    std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(1ms);
   }
   return fn();
 }
@@ -250,7 +252,7 @@ TEST(ServingRuntime, HigherPriorityRunsFirst) {
       if (--left == 0) all.set_value();
     });
   };
-  submit("blocker", 0, 2048);
+  submit("blocker", 0, 16384);  // about 40 ms of matrix products: outlasts the polling below
   // Once the blocker runs, the other two wait in the queue together.
   ASSERT_TRUE(eventually([&] {
     auto st = rt->model_status("slow");
