@@ -215,6 +215,11 @@ class Child {
   }
   pid_t pid() const { return pid_; }
   void signal(int sig) { ::kill(pid_, sig); }
+  // True until the child ends; its exit status is left for wait().
+  bool running() const {
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0;
+  }
   // Waits for the child to end (killing it after `timeout`).
   Outcome wait(std::chrono::seconds timeout = std::chrono::seconds(300)) {
     Outcome o;

@@ -53,9 +53,21 @@ inline KillStats kill_and_resume(const KillPlan& plan, const fs::path& dir, uint
         if (before >= plan.total_rows) break;
         // Somewhere in what is left of the run, startup included.
         const double left = static_cast<double>(plan.total_rows - before) / static_cast<double>(plan.total_rows);
-        const double delay = unit(rng) * 0.9 * scale * plan.full_run_seconds * (0.15 + 0.85 * left);
+        const double span = scale * plan.full_run_seconds * (0.15 + 0.85 * left);
         Child child(argv_for(trial, fresh && k == 0), dir, "kill");
-        std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+        if (unit(rng) < 0.5) {
+          // Half the kills wait for the run's first committed rows, then a little
+          // more: enough of them land mid-run however fast this machine is now
+          // compared with when full_run_seconds was measured.
+          const auto give_up =
+              std::chrono::steady_clock::now() + std::chrono::duration<double>(2.0 + 4.0 * plan.full_run_seconds);
+          while (child.running() && plan.rows_done(trial) <= before && std::chrono::steady_clock::now() < give_up) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          }
+          std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * 0.2 * span));
+        } else {
+          std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * 0.9 * span));
+        }
         child.signal(SIGKILL);
         const Outcome o = child.wait();
         if (o.signal == SIGKILL) {

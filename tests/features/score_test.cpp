@@ -145,6 +145,31 @@ TEST_F(ScoreTest, CsvHoldsTheSameRows) {
   EXPECT_NE(ckpt.find("\"rows_done\": 569"), std::string::npos) << ckpt;
 }
 
+TEST_F(ScoreTest, FreshStartsACsvOverEvenWhenItsFileWentMissing) {
+  const auto path = dir_ / "preds.csv";
+  ASSERT_TRUE(run(options(path.string(), 64)).status.ok());
+  const std::string first = features::testing::read_file(path);
+  std::filesystem::remove(path);
+  const ScoreReport lost = run(options(path.string(), 64));
+  ASSERT_FALSE(lost.status.ok());
+  EXPECT_NE(lost.status.message().find("which is missing; use --fresh"), std::string::npos) << lost.status.message();
+
+  ScoreOptions fresh = options(path.string(), 64);
+  fresh.fresh = true;
+  const ScoreReport again = run(fresh);
+  ASSERT_TRUE(again.status.ok()) << again.status.to_string();
+  EXPECT_FALSE(again.resumed);
+  EXPECT_EQ(again.rows_written, 569);
+  EXPECT_EQ(features::testing::read_file(path), first);
+  // A fresh run over a complete CSV rewrites it rather than appending.
+  ASSERT_TRUE(run(fresh).status.ok());
+  EXPECT_EQ(features::testing::read_file(path), first);
+  const ScoreReport resumed = run(options(path.string(), 64));
+  ASSERT_TRUE(resumed.status.ok());
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.rows_written, 0);
+}
+
 TEST_F(ScoreTest, ANullStopsTheJobAndTheRerunContinues) {
   {
     Sqlite db(db_path_);
