@@ -148,6 +148,7 @@ int score(const ScoreCliOptions& cli) {
                             {"complete", rep.status.ok() && !rep.stopped}};
   summary["last_key"] = rep.last_key ? nlohmann::json(features::key_to_string(*rep.last_key)) : nlohmann::json();
   if (rep.null_keys > 0) summary["null_keys_skipped"] = rep.null_keys;
+  if (rep.rows_in_doubt > 0) summary["rows_in_doubt"] = rep.rows_in_doubt;
   if (!rep.status.ok()) summary["error"] = rep.status.to_string();
   std::cout << summary.dump() << std::endl;
 
@@ -158,6 +159,11 @@ int score(const ScoreCliOptions& cli) {
       std::cerr << "deskml score: " << total << " rows are written to " << rep.output;
       if (rep.last_key) std::cerr << " (checkpoint after key " << features::key_to_string(*rep.last_key) << ")";
       std::cerr << "; run the same command again to continue from there\n";
+    }
+    if (rep.rows_in_doubt > 0) {
+      std::cerr << "deskml score: the write of the next " << rep.rows_in_doubt
+                << " rows failed part-way and may have landed; the output's checkpoint says which, and the rerun "
+                   "continues from it\n";
     }
     return exit_code_for(rep.status);
   }

@@ -221,7 +221,10 @@ ScoreReport score(serving::Runtime& rt, features::FeatureSource& source, const S
     } else {
       DESKML_RETURN_IF_ERROR(layout->check(rows.outputs, n));
     }
-    DESKML_RETURN_IF_ERROR(sink.write(rows));
+    if (Status st = sink.write(rows); !st.ok()) {
+      rep.rows_in_doubt = n;
+      return st;
+    }
     rep.rows_written += n;
     rep.last_key = rows.keys.back();
     if (opts.progress) opts.progress->update(rep.rows_written);

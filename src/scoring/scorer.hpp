@@ -39,14 +39,18 @@ struct ScoreOptions {
 };
 
 struct ScoreReport {
-  Status status;                          // Ok, or why the job stopped early (its checkpoint stays valid)
-  std::string output;                     // the sink's description
-  std::string mapping;                    // FeatureMapping::describe()
-  int64_t version = 0;                    // the model version used
-  bool resumed = false;                   // continued an earlier run's checkpoint
-  bool stopped = false;                   // ended early because ScoreOptions::stop was set
-  int64_t rows_before = 0;                // written by earlier runs
-  int64_t rows_written = 0;               // written by this run
+  Status status;             // Ok, or why the job stopped early (its checkpoint stays valid)
+  std::string output;        // the sink's description
+  std::string mapping;       // FeatureMapping::describe()
+  int64_t version = 0;       // the model version used
+  bool resumed = false;      // continued an earlier run's checkpoint
+  bool stopped = false;      // ended early because ScoreOptions::stop was set
+  int64_t rows_before = 0;   // written by earlier runs
+  int64_t rows_written = 0;  // written by this run
+  // Rows of a write that failed part-way (a lost connection during COMMIT):
+  // the output may or may not hold them; its checkpoint says which, and a
+  // rerun continues from there. 0 when no write failed.
+  int64_t rows_in_doubt = 0;
   int64_t null_keys = 0;                  // rows skipped for a NULL key (when counted)
   std::optional<features::Key> last_key;  // the checkpoint's key at the end
   double seconds = 0;                     // this run, model load excluded
