@@ -131,6 +131,7 @@ Status bench(const BenchOptions& opts) {
   runtime::SessionOptions so;
   so.threads = opts.threads;
   so.winograd = !opts.no_winograd;
+  so.blocked_layout = !opts.no_blocked_layout;
   const auto load_start = Clock::now();
   DESKML_ASSIGN_OR_RETURN(auto session, runtime::Session::load(opts.model, so));
   DESKML_ASSIGN_OR_RETURN(auto feeds, bench_feeds(*session, opts));
@@ -219,6 +220,9 @@ void add_bench_command(CLI::App& app) {
                 "(with --json: \"profile\" and \"profile_top_nodes\" arrays)");
   cmd->add_flag("--no-winograd", opts->no_winograd,
                 "Run 3x3 convolutions by the direct algorithm only (Winograd's is used where it is faster)");
+  cmd->add_flag("--no-blocked-layout", opts->no_blocked_layout,
+                "Keep convolution regions that concatenate channels in NHWC (they run in oneDNN's nChw16c "
+                "otherwise)");
   cmd->add_option("--idle-seconds", opts->idle_seconds,
                   "After the timed runs, sleep this long with the session loaded and report the process CPU "
                   "used meanwhile as % of one core (idle_cpu_percent); 0 = skip")

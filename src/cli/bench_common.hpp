@@ -27,6 +27,7 @@ struct BenchOptions {
   bool profile = false;
   double idle_seconds = 0;
   bool no_winograd = false;
+  bool no_blocked_layout = false;
   // Runtime mode.
   int clients = 0;
   int64_t requests = 2000;

@@ -40,6 +40,7 @@ Status optimize(graph::Model& model, const kernels::KernelRegistry& registry, co
     run("fuse-attention", [&] { return fuse_attention(editor); });
     run("fuse-matmul", [&] { return fuse_matmul(editor); });
     if (options.channels_last) run("channels-last", [&] { return convert_to_channels_last(editor); });
+    if (options.channels_last && options.blocked) run("blocked-layout", [&] { return convert_to_blocked(editor); });
     if (options.winograd) run("winograd", [&] { return allow_winograd(editor); });
     run("dead-code", [&] { return eliminate_dead_code(editor); });
   }

@@ -23,6 +23,8 @@ struct OptimizeOptions {
   bool channels_last = true;
   // Let 3x3 stride-1 convolutions use Winograd's algorithm (see allow_winograd).
   bool winograd = true;
+  // Run the NHWC regions that concatenate channels in nChw16c (see convert_to_blocked).
+  bool blocked = true;
 };
 
 struct PassResult {
@@ -46,6 +48,7 @@ int fuse_conv(GraphEditor& editor);                 // Conv (+act) (+Add) (+act)
 int fuse_matmul(GraphEditor& editor);               // MatMul/Gemm + bias (+act) -> deskml.FusedMatMul
 int fuse_attention(GraphEditor& editor);  // MatMul -> scale -> [mask] -> Softmax -> MatMul -> deskml.Attention
 int convert_to_channels_last(GraphEditor& editor);  // NCHW conv chains -> NHWC
+int convert_to_blocked(GraphEditor& editor);        // NHWC regions with a channel Concat -> nChw16c
 int allow_winograd(GraphEditor& editor);            // marks 3x3 stride-1 float convs `winograd`
 
 }  // namespace deskml::optimizer

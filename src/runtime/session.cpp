@@ -138,6 +138,7 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
     oo.level = options.optimization_level;
     oo.channels_last = options.channels_last;
     oo.winograd = options.winograd;
+    oo.blocked = options.blocked_layout;
     DESKML_RETURN_IF_ERROR(optimizer::optimize(model, *providers.front(), oo));
   } catch (const Error& e) {
     return e.status();

@@ -495,5 +495,56 @@ TEST(FastArgs, ReusedMemoryObjectsFollowTheirBuffers) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// deskml.Reorder: NHWC [N, H, W, C] <-> nChw16c [N, C/16, H, W, 16], element by element.
+TEST(LayoutReorder, RoundTripsAndPlacesEveryChannel) {
+  const int64_t n = 2, h = 3, w = 5, c = 32;
+  Tensor x(DataType::kFloat32, {n, h, w, c});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(i);
+  auto to = make_node("Reorder", 1, 1, 1, {{"to", std::string("nChw16c")}});
+  to.domain = "deskml";
+  auto blocked = run_node(to, {x}, 2);
+  ASSERT_TRUE(blocked.ok()) << blocked.status().to_string();
+  const Tensor& b = (*blocked)[0];
+  ASSERT_EQ(b.shape(), (Shape{n, c / 16, h, w, 16}));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t z = 0; z < w; ++z)
+        for (int64_t k = 0; k < c; ++k) {
+          const float want = x.data<float>()[((i * h + y) * w + z) * c + k];
+          const float got = b.data<float>()[(((i * (c / 16) + k / 16) * h + y) * w + z) * 16 + k % 16];
+          ASSERT_EQ(got, want) << i << " " << y << " " << z << " " << k;
+        }
+  auto back = make_node("Reorder", 1, 1, 1, {{"to", std::string("nhwc")}});
+  back.domain = "deskml";
+  auto again = run_node(back, {b}, 2);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  ASSERT_EQ((*again)[0].shape(), x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ((*again)[0].data<float>()[i], x.data<float>()[i]);
+}
+
+TEST(LayoutReorder, RejectsWrongShapesAndTargets) {
+  auto to = make_node("Reorder", 1, 1, 1, {{"to", std::string("nChw16c")}});
+  to.domain = "deskml";
+  EXPECT_FALSE(run_node(to, {Tensor(DataType::kFloat32, {1, 2, 2, 20})}).ok());  // 20 channels
+  EXPECT_FALSE(run_node(to, {Tensor(DataType::kFloat32, {1, 2, 20})}).ok());
+  auto back = make_node("Reorder", 1, 1, 1, {{"to", std::string("nhwc")}});
+  back.domain = "deskml";
+  EXPECT_FALSE(run_node(back, {Tensor(DataType::kFloat32, {1, 2, 2, 2, 8})}).ok());
+  auto odd = make_node("Reorder", 1, 1, 1, {{"to", std::string("nchw")}});
+  odd.domain = "deskml";
+  auto r = run_node(odd, {Tensor(DataType::kFloat32, {1, 2, 2, 16})});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("attribute 'to'"), std::string::npos) << r.status().to_string();
+  // A blocked FusedConv checks its operands the same way.
+  auto conv = make_node("FusedConv", 2, 1, 1, {{"blocked", int64_t{16}}});
+  conv.domain = "deskml";
+  EXPECT_FALSE(
+      run_node(conv, {Tensor(DataType::kFloat32, {1, 2, 4, 4}), Tensor(DataType::kFloat32, {16, 32, 1, 1})}).ok());
+  EXPECT_FALSE(
+      run_node(conv, {Tensor(DataType::kFloat32, {1, 2, 4, 4, 16}), Tensor(DataType::kFloat32, {8, 32, 1, 1})}).ok());
+  EXPECT_FALSE(
+      run_node(conv, {Tensor(DataType::kFloat32, {1, 2, 4, 4, 16}), Tensor(DataType::kFloat32, {16, 16, 1, 1})}).ok());
+}
+
 }  // namespace
 }  // namespace deskml

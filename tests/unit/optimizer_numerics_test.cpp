@@ -267,6 +267,45 @@ TEST(OptimizerNumerics, SqueezeNetFireModulesWithConcat) {
   EXPECT_EQ(count_ops(opt, "Transpose"), 2u) << op_list(opt);
 }
 
+// Channel counts that are multiples of 16: the fire modules run in nChw16c, with
+// a pool, a residual sum, a 3x3 expansion big enough for Winograd and a value
+// read outside the region (a graph output) inside; the head (10 channels) stays NHWC.
+TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
+  for (int64_t batch : {2, 1}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    Builder b;
+    b.input("x", dims({batch, 32, 14, 14}));
+    auto fire = [&](const std::string& in, int64_t cin, int64_t squeeze, int64_t expand) {
+      const std::string s = b.op("Relu", {b.conv(in, cin, squeeze, 1)});
+      const std::string e1 = b.op("Relu", {b.conv(s, squeeze, expand, 1)});
+      const std::string e3 = b.op("Relu", {b.conv(s, squeeze, expand, 3, pads1())});
+      return b.op("Concat", {e1, e3}, {{"axis", int64_t{1}}});
+    };
+    const std::string f1 = fire("x", 32, 48, 64);
+    const std::string p = b.op("MaxPool", {f1}, {{"kernel_shape", Ints{3, 3}}, {"pads", Ints{1, 1, 1, 1}}});
+    const std::string f2 = fire(p, 128, 48, 64);
+    const std::string r = b.op("Relu", {b.op("Add", {b.conv(f2, 128, 128, 1), f1})});
+    b.node("Relu", {f2}, {"mid"});
+    const std::string head = b.op("Relu", {b.conv(r, 128, 10, 1)});
+    b.node("Flatten", {b.op("GlobalAveragePool", {head})}, {"y"});
+    b.output("y");
+    b.output("mid");
+    Graph opt;
+    ASSERT_NO_FATAL_FAILURE(check_levels(b.model(), {{"x", b.random({batch, 32, 14, 14}, -1, 1)}}, &opt));
+    size_t blocked_concats = 0, blocked_convs = 0, blocked_pools = 0;
+    for (const auto& n : opt.nodes) {
+      blocked_concats += n.op_type == "Concat" && n.attr_int("axis", 0) == 1;
+      blocked_convs += n.op_type == "FusedConv" && n.attr_int("blocked", 0) == 16;
+      blocked_pools += n.op_type == "NhwcMaxPool" && n.attr_int("blocked", 0) == 16;
+    }
+    EXPECT_EQ(blocked_concats, 2u) << op_list(opt);
+    EXPECT_EQ(blocked_convs, 7u) << op_list(opt);  // all but the head
+    EXPECT_EQ(blocked_pools, 1u) << op_list(opt);
+    // In: x. Out: the head's input, and f2 for "mid" (its Relu runs blocked, then one more back).
+    EXPECT_EQ(count_fused(opt, "Reorder"), 3u) << op_list(opt);
+  }
+}
+
 TEST(OptimizerNumerics, MatMulAddErfGeluInBothPyTorchOrders) {
   Builder b;
   b.input("x", dims({2, 5, 16}));

@@ -165,12 +165,14 @@ inline const kernels::KernelRegistry& cpu() { return kernels::cpu::cpu_registry(
 // Running sessions
 
 inline Result<std::unique_ptr<runtime::Session>> make_session(const graph::Model& model, int level,
-                                                              bool channels_last = true, bool winograd = true) {
+                                                              bool channels_last = true, bool winograd = true,
+                                                              bool blocked_layout = true) {
   runtime::SessionOptions options;
   options.threads = 1;
   options.optimization_level = level;
   options.channels_last = channels_last;
   options.winograd = winograd;
+  options.blocked_layout = blocked_layout;
   return runtime::Session::create(model, options);
 }
 
@@ -222,6 +224,9 @@ inline void check_levels(const graph::Model& model, const Feeds& feeds, Graph* o
     expect_close(want, run_session(**s2, feeds), "level 2, second run");
   }
   expect_close(want, run_session(**s2n, feeds), "level 2 without channels-last");
+  auto s2b = make_session(model, 2, /*channels_last=*/true, /*winograd=*/true, /*blocked_layout=*/false);
+  ASSERT_TRUE(s2b.ok()) << s2b.status().to_string();
+  expect_close(want, run_session(**s2b, feeds), "level 2 without the blocked layout");
   if (optimized) *optimized = (*s2)->model().graph;
 }
 

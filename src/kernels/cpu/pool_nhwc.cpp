@@ -2,6 +2,9 @@
 // deskml.NhwcMaxPool, NhwcAveragePool (2-D windows, ONNX attributes and
 // output-shape rules) and NhwcGlobalAveragePool, NhwcGlobalMaxPool. The
 // channel axis is contiguous, so every tap is one vectorisable row of C floats.
+// With `blocked` = 16 the windowed pools take and give nChw16c activations
+// ([N, C/16, H, W, 16], the blocked-layout pass): the same memory as an NHWC
+// batch of N x C/16 images of 16 channels, which is how they run.
 #include <algorithm>
 #include <limits>
 
@@ -16,17 +19,26 @@ namespace {
 
 class NhwcPoolKernel final : public Kernel {
  public:
-  NhwcPoolKernel(const graph::Node& node, bool max) : attrs_(node), max_(max) {}
+  NhwcPoolKernel(const graph::Node& node, bool max) : attrs_(node), max_(max), blocked_(node.attr_int("blocked", 0)) {}
 
   Status compute(KernelContext& ctx) override {
-    const Tensor& x = ctx.required_input(0);
-    if (x.dtype() != DataType::kFloat32 || x.rank() != 4) return ctx.error("expects a 4-D float32 NHWC input");
+    const Tensor& input = ctx.required_input(0);
+    if (blocked_ != 0 && blocked_ != kBlock) return ctx.error("blocked must be 16");
+    if (input.dtype() != DataType::kFloat32 || input.rank() != (blocked_ ? 5 : 4) ||
+        (blocked_ && input.dim(4) != kBlock)) {
+      return ctx.error(blocked_ ? "expects a float32 nChw16c input [N, C/16, H, W, 16]"
+                                : "expects a 4-D float32 NHWC input");
+    }
+    const Tensor x =
+        blocked_ ? input.reshaped({input.dim(0) * input.dim(1), input.dim(2), input.dim(3), kBlock}) : input;
     const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2), c = x.dim(3);
     if (attrs_.kernel_shape.size() != 2) return ctx.error("expects a 2-D kernel_shape");
     const PoolGeometry g = pool_geometry(attrs_, {n, c, ih, iw}, ctx.node().label());
     const int64_t oh = g.out[0], ow = g.out[1];
-    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {n, oh, ow, c});
-    if (y.numel() == 0) return Status::Ok();
+    const Shape out_shape = blocked_ ? Shape{input.dim(0), input.dim(1), oh, ow, kBlock} : Shape{n, oh, ow, c};
+    Tensor& out = ctx.allocate_output(0, DataType::kFloat32, out_shape);
+    if (out.numel() == 0) return Status::Ok();
+    Tensor y = out.reshaped({n, oh, ow, c});  // a view
     if (max_ && run_onednn_max(ctx, g, x, y)) return Status::Ok();
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
@@ -117,8 +129,10 @@ class NhwcPoolKernel final : public Kernel {
     return true;
   }
 
+  static constexpr int64_t kBlock = 16;
   PoolAttrs attrs_;
   bool max_;
+  int64_t blocked_;
   onednn::PrimitiveCache<Primitive> cache_;
 };
 
