@@ -9,6 +9,7 @@
 
 #include "isa_test_util.hpp"
 #include "kernel_harness.hpp"
+#include "kernels/cpu/post_ops.hpp"
 
 namespace deskml {
 namespace {
@@ -203,6 +204,31 @@ TEST(Hardmax, FirstMaxWinsAlongAxis) {
   EXPECT_EQ(std::vector<float>(c.data<float>(), c.data<float>() + 8), (std::vector<float>{1, 0, 0, 0, 0, 1, 1, 1}));
   auto old = run1(make_node("Hardmax", 1, 1, 11, {{"axis", int64_t{0}}}), {x});  // over all 8
   EXPECT_EQ(std::vector<float>(old.data<float>(), old.data<float>() + 8), (std::vector<float>{0, 0, 0, 0, 0, 1, 0, 0}));
+}
+
+// A fused SiLU applied after the producer (FusedActivation::apply, the pass
+// FusedConv runs when faster_unfused()): close to x * sigmoid(alpha x) across
+// the whole range, +inf and NaN kept, odd lengths covered.
+TEST(Activation, FusedSiluPassMatchesTheFormula) {
+  for (float alpha : {1.0f, 1.702f}) {
+    kernels::cpu::FusedActivation act;
+    act.name = "Swish";
+    act.alpha = alpha;
+    std::vector<float> x;
+    for (float v = -120.0f; v <= 120.0f; v += 0.0137f) x.push_back(v);
+    x.push_back(std::numeric_limits<float>::infinity());
+    x.push_back(std::numeric_limits<float>::quiet_NaN());
+    x.push_back(0.0f);
+    std::vector<float> y = x;
+    act.apply(y.data(), static_cast<int64_t>(y.size()), 2);
+    for (size_t i = 0; i + 3 < x.size(); ++i) {
+      const double v = x[i], want = v / (1.0 + std::exp(-static_cast<double>(alpha) * v));
+      ASSERT_NEAR(y[i], want, 1e-5 * std::fabs(want) + 1e-30) << "x = " << v << ", alpha " << alpha;
+    }
+    EXPECT_EQ(y[y.size() - 3], std::numeric_limits<float>::infinity());
+    EXPECT_TRUE(std::isnan(y[y.size() - 2]));
+    EXPECT_EQ(y[y.size() - 1], 0.0f);
+  }
 }
 
 }  // namespace

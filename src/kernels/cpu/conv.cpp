@@ -280,7 +280,8 @@ class ConvKernel final : public Kernel {
     dnnl::memory::desc src_md, dst_md, bias_md, user_w_md, w_md, scratch_md;
     bool reorder_weights = false;
     std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
-    bool staged = false;  // runs on blocked activations (Winograd): `staging` reorders them
+    bool staged = false;        // runs on blocked activations (Winograd): `staging` reorders them
+    bool deferred_act = false;  // act_ is applied after the primitive, not as its post-op
     onednn::Staging staging;
   };
 
@@ -395,7 +396,9 @@ class ConvKernel final : public Kernel {
         pre_.append_to(ops);
         ops.append_sum(1.0f);
       }
-      act_.append_to(ops);
+      // The last activation may run as a pass of our own after the primitive.
+      e->deferred_act = act_.faster_unfused();
+      if (!e->deferred_act) act_.append_to(ops);
       attr.set_post_ops(ops);
       const memory::desc w_any(wd, memory::data_type::f32, memory::format_tag::any);
       dnnl::convolution_forward::primitive_desc pd;
@@ -575,17 +578,18 @@ class ConvKernel final : public Kernel {
                                                       {DNNL_ARG_DST, onednn::wrap(e.dst_md, y)}};
         if (b) args.insert({DNNL_ARG_BIAS, onednn::wrap(e.bias_md, *b)});
         onednn::execute_staged(e.prim, e.scratch_md, std::move(args), e.staging);
-        return;
+      } else {
+        onednn::FastArgs args(e.slots);
+        args.add(DNNL_ARG_SRC, e.src_md, x.raw_data());
+        args.add(DNNL_ARG_WEIGHTS, wmem);
+        args.add(DNNL_ARG_DST, e.dst_md, y.raw_data());
+        if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
+        args.execute(e.prim, e.scratch_md);
       }
-      onednn::FastArgs args(e.slots);
-      args.add(DNNL_ARG_SRC, e.src_md, x.raw_data());
-      args.add(DNNL_ARG_WEIGHTS, wmem);
-      args.add(DNNL_ARG_DST, e.dst_md, y.raw_data());
-      if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
-      args.execute(e.prim, e.scratch_md);
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, label_);
     }
+    if (e.deferred_act) act_.apply(y.data<float>(), y.numel(), ctx.threads());
   }
 
   ConvAttrs attrs_;
