@@ -9,6 +9,8 @@
 
 #include "isa_test_util.hpp"
 #include "kernel_harness.hpp"
+#include "kernels/cpu/avx512_math.hpp"
+#include "kernels/cpu/elementwise_isa.hpp"
 #include "kernels/cpu/post_ops.hpp"
 
 namespace deskml {
@@ -230,6 +232,41 @@ TEST(Activation, FusedSiluPassMatchesTheFormula) {
     EXPECT_EQ(y[y.size() - 1], 0.0f);
   }
 }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+// The attention kernel's AVX-512 softmax row: every length around the vector
+// width, a mask with -inf, a NaN, against a double-precision reference.
+TEST(Activation, Avx512SoftmaxRowMatchesTheReference) {
+  if (!kernels::cpu::ew::has_avx512()) GTEST_SKIP() << "no AVX-512 here";
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-30.0f, 30.0f);
+  for (int64_t n : {1, 5, 15, 16, 17, 31, 32, 33, 128, 130}) {
+    for (bool masked : {false, true}) {
+      std::vector<float> x(static_cast<size_t>(n)), m(static_cast<size_t>(n));
+      for (auto& v : x) v = dist(rng);
+      for (int64_t i = 0; i < n; ++i) m[static_cast<size_t>(i)] = i % 3 == 1 ? -INFINITY : dist(rng) * 0.1f;
+      if (masked) m[0] = 0.0f;  // at least one key stays open
+      std::vector<float> y = x;
+      kernels::cpu::avx512::softmax_row(y.data(), masked ? m.data() : nullptr, n, 0.125f);
+      std::vector<double> want(static_cast<size_t>(n));
+      double top = -INFINITY, sum = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        want[static_cast<size_t>(i)] = x[static_cast<size_t>(i)] * 0.125 + (masked ? m[static_cast<size_t>(i)] : 0.0);
+        top = std::max(top, want[static_cast<size_t>(i)]);
+      }
+      for (auto& w : want) sum += w = std::exp(w - top);
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(y[static_cast<size_t>(i)], want[static_cast<size_t>(i)] / sum,
+                    1e-6 + 1e-5 * want[static_cast<size_t>(i)] / sum)
+            << "n " << n << " masked " << masked << " at " << i;
+      }
+    }
+  }
+  std::vector<float> bad = {1.0f, NAN, 2.0f};
+  kernels::cpu::avx512::softmax_row(bad.data(), nullptr, 3, 1.0f);
+  for (float v : bad) EXPECT_TRUE(std::isnan(v));
+}
+#endif
 
 }  // namespace
 }  // namespace deskml

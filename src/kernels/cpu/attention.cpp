@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/avx512_math.hpp"
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
@@ -58,6 +59,12 @@ void scaled_masked_softmax(Tensor& scores, const Tensor* mask, float scale, int 
   float* sp = scores.data<float>();
   const float* mp = mask ? mask_full.data<float>() : nullptr;
   parallel_for(rows, threads, len * 12, [&](int64_t lo, int64_t hi) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (has_avx512()) {
+      for (int64_t r = lo; r < hi; ++r) avx512::softmax_row(sp + r * len, mp ? mp + r * len : nullptr, len, scale);
+      return;
+    }
+#endif
     run_best([&] {
       // Passes without a running reduction, so that each vectorizes.
       for (int64_t r = lo; r < hi; ++r) {
