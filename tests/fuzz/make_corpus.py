@@ -137,6 +137,22 @@ def corpus():
          helper.make_node("GlobalAveragePool", ["p"], ["y"])],
         [vi("x", F, (1, 2, 5, 5))], [vi("y", F, None)],
         [init("w", rng.standard_normal((3, 2, 3, 3)).astype(np.float32)), init("b", np.zeros(3, np.float32))])
+    # A fire module with 16-channel multiples: the blocked-layout pass (nChw16c,
+    # deskml.Reorder, blocked FusedConv and pool) and Winograd-free 3x3s.
+    w16 = lambda k: (rng.standard_normal((16, 16, k, k)) * 0.1).astype(np.float32)
+    m["fire_module_blocked"] = model(
+        [helper.make_node("Conv", ["x", "ws", "b"], ["s0"]), helper.make_node("Relu", ["s0"], ["s"]),
+         helper.make_node("Conv", ["s", "w1", "b"], ["e1"]),
+         helper.make_node("Conv", ["s", "w3", "b"], ["e3"], pads=[1, 1, 1, 1]),
+         helper.make_node("Concat", ["e1", "e3"], ["c"], axis=1),
+         helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)],
+        [vi("x", F, (1, 16, 6, 6))], [vi("y", F, None)],
+        [init("ws", w16(1)), init("w1", w16(1)), init("w3", w16(3)), init("b", np.zeros(16, np.float32))])
+    # The layout ops as a model may spell them itself.
+    m["deskml_reorder"] = model(
+        [helper.make_node("Reorder", ["x"], ["b"], domain="deskml", to="nChw16c"),
+         helper.make_node("Reorder", ["b"], ["y"], domain="deskml", to="nhwc")],
+        [vi("x", F, (1, 2, 2, 16))], [vi("y", F, None)], extra_opsets=[("deskml", 1)])
     m["batchnorm"] = model(
         [helper.make_node("BatchNormalization", ["x", "s", "b", "mu", "var"], ["y"], epsilon=1e-5)],
         [vi("x", F, (1, 2, 3, 3))], [vi("y", F, None)],

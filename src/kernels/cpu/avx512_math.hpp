@@ -14,8 +14,10 @@ namespace deskml::kernels::cpu::avx512 {
 
 #pragma GCC diagnostic push
 // GCC 12 takes the masked-intrinsic idiom inside the min, max and reduce intrinsics for an uninitialised read.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // 2^z: the fraction by a degree-5 polynomial on [-0.5, 0.5] (relative error
 // about 3e-6), the integer part by vscalefps, which saturates to 0 and inf by
