@@ -57,6 +57,8 @@ TEST(OptimizerNumerics, ResNetBasicBlocks) {
   for (const auto& n : opt.nodes) residual += n.op_type == "FusedConv" && !n.input(3).empty();
   EXPECT_EQ(residual, 3u) << op_list(opt);
   EXPECT_EQ(count_ops(opt, "Transpose"), 2u) << op_list(opt);
+  // 16 channels, but no Concat: the blocked layout would buy nothing here.
+  EXPECT_EQ(count_fused(opt, "Reorder"), 0u) << op_list(opt);
 }
 
 // ResNet-sized 3x3 layers (64 channels, enough output pixels) are where the
@@ -268,8 +270,8 @@ TEST(OptimizerNumerics, SqueezeNetFireModulesWithConcat) {
 }
 
 // Channel counts that are multiples of 16: the fire modules run in nChw16c, with
-// a pool, a residual sum, a 3x3 expansion big enough for Winograd and a value
-// read outside the region (a graph output) inside; the head (10 channels) stays NHWC.
+// two pools (a max, and an average whose padded cells do not count), a residual sum, a 3x3 expansion big enough for
+// Winograd and a value read outside the region (a graph output) inside; the head (10 channels) stays NHWC.
 TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
   for (int64_t batch : {2, 1}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
@@ -284,7 +286,8 @@ TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
     const std::string f1 = fire("x", 32, 48, 64);
     const std::string p = b.op("MaxPool", {f1}, {{"kernel_shape", Ints{3, 3}}, {"pads", Ints{1, 1, 1, 1}}});
     const std::string f2 = fire(p, 128, 48, 64);
-    const std::string r = b.op("Relu", {b.op("Add", {b.conv(f2, 128, 128, 1), f1})});
+    const std::string a = b.op("AveragePool", {f2}, {{"kernel_shape", Ints{3, 3}}, {"pads", Ints{1, 1, 1, 1}}});
+    const std::string r = b.op("Relu", {b.op("Add", {b.conv(a, 128, 128, 1), f1})});
     b.node("Relu", {f2}, {"mid"});
     const std::string head = b.op("Relu", {b.conv(r, 128, 10, 1)});
     b.node("Flatten", {b.op("GlobalAveragePool", {head})}, {"y"});
@@ -296,11 +299,11 @@ TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
     for (const auto& n : opt.nodes) {
       blocked_concats += n.op_type == "Concat" && n.attr_int("axis", 0) == 1;
       blocked_convs += n.op_type == "FusedConv" && n.attr_int("blocked", 0) == 16;
-      blocked_pools += n.op_type == "NhwcMaxPool" && n.attr_int("blocked", 0) == 16;
+      blocked_pools += (n.op_type == "NhwcMaxPool" || n.op_type == "NhwcAveragePool") && n.attr_int("blocked", 0) == 16;
     }
     EXPECT_EQ(blocked_concats, 2u) << op_list(opt);
     EXPECT_EQ(blocked_convs, 7u) << op_list(opt);  // all but the head
-    EXPECT_EQ(blocked_pools, 1u) << op_list(opt);
+    EXPECT_EQ(blocked_pools, 2u) << op_list(opt);  // MaxPool and AveragePool
     // In: x. Out: the head's input, and f2 for "mid" (its Relu runs blocked, then one more back).
     EXPECT_EQ(count_fused(opt, "Reorder"), 3u) << op_list(opt);
   }
