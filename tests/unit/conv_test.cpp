@@ -266,6 +266,60 @@ TEST(Conv, ConcurrentRunsShareOneKernel) {
   EXPECT_EQ(failures.load(), 0);
 }
 
+// NCHW -> NHWC (to_nhwc) or back, for 4-D float tensors.
+Tensor to_layout(const Tensor& t, bool to_nhwc) {
+  const Shape& s = t.shape();
+  const int64_t n = s[0], c = to_nhwc ? s[1] : s[3], h = to_nhwc ? s[2] : s[1], w = to_nhwc ? s[3] : s[2];
+  Tensor out(DataType::kFloat32, to_nhwc ? Shape{n, h, w, c} : Shape{n, c, h, w});
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+          const int64_t nchw = ((a * c + k) * h + y) * w + x, nhwc = ((a * h + y) * w + x) * c + k;
+          out.data<float>()[to_nhwc ? nhwc : nchw] = t.data<float>()[to_nhwc ? nchw : nhwc];
+        }
+  return out;
+}
+
+// Weights that are an input (not a constant) change from run to run; runs on
+// several threads at once each use their own, through one kernel whose packed
+// weights (NHWC: oneDNN wants them blocked) are swapped between the runs.
+TEST(Conv, ConcurrentRunsWithTheirOwnWeights) {
+  auto node = make_node("FusedConv", 2, 1, 1, {{"pads", Ints{1, 1, 1, 1}}, {"channels_last", int64_t{1}}});
+  node.domain = "deskml";
+  auto kernel = kernels::cpu::cpu_registry().find("FusedConv", "deskml", 1, DataType::kFloat32)->factory(node);
+  const ConvCase cc = {{1, 1}, {1, 1}, {1, 1, 1, 1}, 1};
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const Tensor w = random_tensor({32, 16, 3, 3}, static_cast<uint32_t>(700 + t));
+      const Tensor x = random_tensor({1, 16, 8, 8}, static_cast<uint32_t>(800 + t));
+      const Tensor want = naive_conv(x.cast(DataType::kFloat64), w.cast(DataType::kFloat64), nullptr, cc);
+      const Tensor x_nhwc = to_layout(x, true);
+      for (int i = 0; i < 200; ++i) {
+        std::vector<Value> in = {Value::from_tensor(x_nhwc), Value::from_tensor(w)};
+        std::vector<const Value*> ptrs = {&in[0], &in[1]};
+        std::vector<Value> out(1);
+        kernels::KernelContext ctx(node, ptrs, out, nullptr, 1);
+        if (!kernel->compute(ctx).ok()) {
+          ++failures;
+          continue;
+        }
+        const Tensor got = to_layout(out[0].tensor, false).cast(DataType::kFloat64);
+        for (int64_t j = 0; j < want.numel(); ++j) {
+          if (std::abs(got.data<double>()[j] - want.data<double>()[j]) > 1e-4) {
+            ++failures;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
 // y[n, m, i*s + k*d - pb] += x[n, c, i] * w[c, m - g*M/G, k]; y has `out` spatial dims.
 Tensor naive_conv_transpose(const Tensor& x64, const Tensor& w64, const Ints& strides, const Ints& dil,
                             const Ints& pad_begin, const Shape& out, int64_t group) {

@@ -570,8 +570,9 @@ class ConvKernel final : public Kernel {
     }
     try {
       // Packed weights are held through the execution.
-      const dnnl::memory wmem =
-          e.reorder_weights ? e.weights->get(w, e.user_w_md, e.w_md) : onednn::wrap(e.user_w_md, w);
+      const onednn::PackedWeights packed = e.reorder_weights ? e.weights->get(w, e.user_w_md, e.w_md)
+                                                             : onednn::PackedWeights{onednn::wrap(e.user_w_md, w), {}};
+      const dnnl::memory& wmem = packed.memory;
       if (e.staged) {
         std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e.src_md, x)},
                                                       {DNNL_ARG_WEIGHTS, wmem},

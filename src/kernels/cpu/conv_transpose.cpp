@@ -199,7 +199,11 @@ class ConvTransposeKernel final : public Kernel {
     }
     Tensor inner = e->embed ? Tensor(DataType::kFloat32, e->dst_md.dims()) : y;
     try {
-      dnnl::memory wmem = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md) : onednn::wrap(e->user_w_md, w);
+      // Packed weights are held through the execution.
+      const onednn::PackedWeights packed = e->reorder_weights
+                                               ? e->weights->get(w, e->user_w_md, e->w_md)
+                                               : onednn::PackedWeights{onednn::wrap(e->user_w_md, w), {}};
+      const dnnl::memory& wmem = packed.memory;
       std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e->src_md, x)},
                                                     {DNNL_ARG_WEIGHTS, wmem},
                                                     {DNNL_ARG_DST, onednn::wrap(e->dst_md, inner)}};

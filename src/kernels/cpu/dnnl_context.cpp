@@ -191,7 +191,7 @@ void rethrow(const dnnl::error& e, const std::string& what) {
   throw_status(invalid_argument(message));
 }
 
-dnnl::memory ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want) {
+PackedWeights ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want) {
   std::lock_guard lock(mutex_);
   if (!source_.defined() || source_.raw_data() != w.raw_data() || reordered_.get_desc() != want) {
     // Packed weights are read in full on every run: large ones go on huge pages,
@@ -204,7 +204,7 @@ dnnl::memory ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& us
     stream.wait();
     source_ = w;
   }
-  return reordered_;
+  return {reordered_, storage_};
 }
 
 std::shared_ptr<ReorderedWeights> SharedWeights::for_layout(const dnnl::memory::desc& want) {

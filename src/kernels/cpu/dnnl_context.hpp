@@ -9,9 +9,9 @@
 #include <list>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -51,8 +51,8 @@ void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
 // caller's tensors have (a Winograd convolution works on blocked activations):
 // the reorders into and out of those layouts, built once with the primitive.
 struct Staging {
-  dnnl::memory::desc src, dst;       // the layouts the primitive runs on
-  dnnl::reorder to_src, from_dst;    // caller's source -> src; dst -> caller's destination
+  dnnl::memory::desc src, dst;     // the layouts the primitive runs on
+  dnnl::reorder to_src, from_dst;  // caller's source -> src; dst -> caller's destination
   dnnl::memory::desc to_src_scratch, from_dst_scratch;
   // > 1: the primitive takes one image of a batch of `images`, whose staged
   // layouts hold the images one after another (`image_src`, `image_dst`).
@@ -118,14 +118,23 @@ dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to);
 // implementation for the problem, InvalidArgument otherwise.
 [[noreturn]] void rethrow(const dnnl::error& e, const std::string& what);
 
+// Packed weights for one execution: `storage` keeps the buffer `memory` points
+// into alive until the execution is over, however the cache moves on meanwhile.
+struct PackedWeights {
+  dnnl::memory memory;
+  std::shared_ptr<void> storage;
+};
+
 // Weights reordered into a primitive's preferred layout, remembered together
 // with the tensor they came from. The source tensor is held so its storage
 // cannot be freed and reused while the cache compares by address; tensors are
-// immutable once produced, so same storage means same values.
+// immutable once produced, so same storage means same values. Weights that are
+// an input change from run to run: a new copy is packed each time, and a run on
+// another thread keeps the copy it was given (PackedWeights::storage).
 class ReorderedWeights {
  public:
   // The weights in layout `want`, reordering from `user` (a plain view of `w`) when `w` changed.
-  dnnl::memory get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want);
+  PackedWeights get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want);
 
  private:
   std::mutex mutex_;

@@ -43,10 +43,10 @@ class FusedMatMulKernel final : public Kernel {
     }
     auto e = cache_.get({m, k, n, bias != nullptr}, [&] { return build(m, k, n, bias != nullptr); });
     try {
-      const dnnl::memory packed = e->weights->get(b, e->user_w_md, e->w_md);  // held through the execution
+      const onednn::PackedWeights packed = e->weights->get(b, e->user_w_md, e->w_md);  // held through the execution
       onednn::FastArgs args(e->slots);
       args.add(DNNL_ARG_SRC, e->src_md, a.raw_data());
-      args.add(DNNL_ARG_WEIGHTS, packed);
+      args.add(DNNL_ARG_WEIGHTS, packed.memory);
       args.add(DNNL_ARG_DST, e->dst_md, y.raw_data());
       if (bias) args.add(DNNL_ARG_BIAS, e->bias_md, bias->raw_data());
       args.execute(e->prim, e->scratch_md);
