@@ -1,6 +1,7 @@
 #include "optimizer/optimizer.hpp"
 
 #include "graph/shape_inference.hpp"
+#include "kernels/cpu/elementwise_isa.hpp"
 
 namespace deskml::optimizer {
 
@@ -40,7 +41,11 @@ Status optimize(graph::Model& model, const kernels::KernelRegistry& registry, co
     run("fuse-attention", [&] { return fuse_attention(editor); });
     run("fuse-matmul", [&] { return fuse_matmul(editor); });
     if (options.channels_last) run("channels-last", [&] { return convert_to_channels_last(editor); });
-    if (options.channels_last && options.blocked) run("blocked-layout", [&] { return convert_to_blocked(editor); });
+    // nChw16c is oneDNN's native layout on AVX-512 only; elsewhere (AVX2: nChw8c)
+    // its convolutions would fall back to reference loops.
+    if (options.channels_last && options.blocked && kernels::cpu::ew::has_avx512()) {
+      run("blocked-layout", [&] { return convert_to_blocked(editor); });
+    }
     if (options.winograd) run("winograd", [&] { return allow_winograd(editor); });
     run("dead-code", [&] { return eliminate_dead_code(editor); });
   }

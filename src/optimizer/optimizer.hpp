@@ -23,7 +23,8 @@ struct OptimizeOptions {
   bool channels_last = true;
   // Let 3x3 stride-1 convolutions use Winograd's algorithm (see allow_winograd).
   bool winograd = true;
-  // Run the NHWC regions that concatenate channels in nChw16c (see convert_to_blocked).
+  // Run the NHWC regions that concatenate channels in nChw16c (see convert_to_blocked);
+  // on AVX-512 CPUs only, where that layout is oneDNN's native one.
   bool blocked = true;
 };
 

@@ -32,7 +32,7 @@ struct SessionOptions {
   // algorithm by rounding (~1e-6 relative). False: direct convolution only.
   bool winograd = true;
   // Run the convolution regions that concatenate channels (SqueezeNet's fire
-  // modules) in oneDNN's blocked layout nChw16c rather than NHWC.
+  // modules) in oneDNN's blocked layout nChw16c rather than NHWC (AVX-512 CPUs only).
   bool blocked_layout = true;
   // Run the model once at load on zeros (symbolic dims = 1), so oneDNN's JIT and
   // weight packing happen before the first request. Failures are ignored.

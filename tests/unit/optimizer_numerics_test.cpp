@@ -3,6 +3,7 @@
 // SqueezeNet, transformer pieces, pools between convolutions).
 #include <gtest/gtest.h>
 
+#include "kernels/cpu/elementwise_isa.hpp"
 #include "optimizer/optimizer.hpp"
 #include "optimizer_test_util.hpp"
 
@@ -295,6 +296,10 @@ TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
     b.output("mid");
     Graph opt;
     ASSERT_NO_FATAL_FAILURE(check_levels(b.model(), {{"x", b.random({batch, 32, 14, 14}, -1, 1)}}, &opt));
+    if (!kernels::cpu::ew::has_avx512()) {  // the pass runs on AVX-512 CPUs only
+      EXPECT_EQ(count_fused(opt, "Reorder"), 0u) << op_list(opt);
+      continue;
+    }
     size_t blocked_concats = 0, blocked_convs = 0, blocked_pools = 0;
     for (const auto& n : opt.nodes) {
       blocked_concats += n.op_type == "Concat" && n.attr_int("axis", 0) == 1;
@@ -306,6 +311,12 @@ TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
     EXPECT_EQ(blocked_pools, 2u) << op_list(opt);  // MaxPool and AveragePool
     // In: x. Out: the head's input, and f2 for "mid" (its Relu runs blocked, then one more back).
     EXPECT_EQ(count_fused(opt, "Reorder"), 3u) << op_list(opt);
+    // Where AVX-512 is missing (here: capped at AVX2), the regions stay NHWC.
+    kernels::cpu::ew::cap_isa(kernels::cpu::ew::IsaCap::kAvx2);
+    auto avx2 = make_session(b.model(), 2);
+    kernels::cpu::ew::cap_isa(kernels::cpu::ew::IsaCap::kBest);
+    ASSERT_TRUE(avx2.ok());
+    EXPECT_EQ(count_fused((*avx2)->model().graph, "Reorder"), 0u) << op_list((*avx2)->model().graph);
   }
 }
 
