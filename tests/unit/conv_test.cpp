@@ -231,6 +231,22 @@ TEST(Conv, RejectsBadInputs) {
                    .ok());
 }
 
+// One run of a kernel shared between threads; false when it fails or any
+// element of Y (brought back to NCHW by `to_nchw`) is off `want` by over 1e-4.
+bool shared_run_matches(kernels::Kernel& kernel, const graph::Node& node, const Tensor& x, const Tensor& w,
+                        const Tensor& want, const std::function<Tensor(const Tensor&)>& to_nchw = nullptr) {
+  std::vector<Value> in = {Value::from_tensor(x), Value::from_tensor(w)};
+  std::vector<const Value*> ptrs = {&in[0], &in[1]};
+  std::vector<Value> out(1);
+  kernels::KernelContext ctx(node, ptrs, out, nullptr, 1);
+  if (!kernel.compute(ctx).ok()) return false;
+  const Tensor got = (to_nchw ? to_nchw(out[0].tensor) : out[0].tensor).cast(DataType::kFloat64);
+  for (int64_t j = 0; j < want.numel(); ++j) {
+    if (std::abs(got.data<double>()[j] - want.data<double>()[j]) > 1e-4) return false;
+  }
+  return true;
+}
+
 TEST(Conv, ConcurrentRunsShareOneKernel) {
   auto node = make_node("Conv", 2, 1, 11, {{"pads", Ints{1, 1, 1, 1}}, {"strides", Ints{2, 1}}});
   auto kernel = kernels::cpu::cpu_registry().find("Conv", "", 11, DataType::kFloat32)->factory(node);
@@ -243,22 +259,8 @@ TEST(Conv, ConcurrentRunsShareOneKernel) {
       for (int i = 0; i < 10; ++i) {
         const int64_t size = 4 + (t + i) % 6;  // more shapes than the cache keeps
         const Tensor x = random_tensor({1, 3, size, size}, static_cast<uint32_t>(t * 100 + i));
-        std::vector<Value> in = {Value::from_tensor(x), Value::from_tensor(w)};
-        std::vector<const Value*> ptrs = {&in[0], &in[1]};
-        std::vector<Value> out(1);
-        kernels::KernelContext ctx(node, ptrs, out, nullptr, 1);
-        if (!kernel->compute(ctx).ok()) {
-          ++failures;
-          continue;
-        }
         const Tensor want = naive_conv(x.cast(DataType::kFloat64), w.cast(DataType::kFloat64), nullptr, cc);
-        const Tensor got = out[0].tensor.cast(DataType::kFloat64);
-        for (int64_t j = 0; j < want.numel(); ++j) {
-          if (std::abs(got.data<double>()[j] - want.data<double>()[j]) > 1e-4) {
-            ++failures;
-            break;
-          }
-        }
+        if (!shared_run_matches(*kernel, node, x, w, want)) ++failures;
       }
     });
   }
@@ -298,20 +300,8 @@ TEST(Conv, ConcurrentRunsWithTheirOwnWeights) {
       const Tensor want = naive_conv(x.cast(DataType::kFloat64), w.cast(DataType::kFloat64), nullptr, cc);
       const Tensor x_nhwc = to_layout(x, true);
       for (int i = 0; i < 200; ++i) {
-        std::vector<Value> in = {Value::from_tensor(x_nhwc), Value::from_tensor(w)};
-        std::vector<const Value*> ptrs = {&in[0], &in[1]};
-        std::vector<Value> out(1);
-        kernels::KernelContext ctx(node, ptrs, out, nullptr, 1);
-        if (!kernel->compute(ctx).ok()) {
+        if (!shared_run_matches(*kernel, node, x_nhwc, w, want, [](const Tensor& y) { return to_layout(y, false); })) {
           ++failures;
-          continue;
-        }
-        const Tensor got = to_layout(out[0].tensor, false).cast(DataType::kFloat64);
-        for (int64_t j = 0; j < want.numel(); ++j) {
-          if (std::abs(got.data<double>()[j] - want.data<double>()[j]) > 1e-4) {
-            ++failures;
-            break;
-          }
         }
       }
     });
