@@ -19,7 +19,6 @@
 // convert at the edges (`to` = "nChw16c" or "nhwc"), and an NHWC value is
 // recreated only when something outside the region reads it.
 #include <numeric>
-#include <set>
 
 #include "optimizer/optimizer.hpp"
 
@@ -28,20 +27,12 @@ namespace {
 
 constexpr int64_t kBlock = 16;
 
-const std::set<std::string> kUnary = {"Relu",      "LeakyRelu", "Sigmoid", "Tanh",    "HardSigmoid",
-                                      "HardSwish", "Elu",       "Clip",    "Identity"};
-const std::set<std::string> kDeskmlUnary = {"Swish", "Gelu"};
-
 bool is_nhwc_conv(const graph::Node& n) {
   return n.domain == kDeskmlDomain && n.op_type == "FusedConv" && n.attr_int("channels_last", 0) != 0;
 }
 
 bool is_nhwc_pool(const graph::Node& n) {
   return n.domain == kDeskmlDomain && (n.op_type == "NhwcMaxPool" || n.op_type == "NhwcAveragePool");
-}
-
-bool is_unary(const graph::Node& n) {
-  return (n.domain.empty() && kUnary.count(n.op_type)) || (n.domain == kDeskmlDomain && kDeskmlUnary.count(n.op_type));
 }
 
 // Union-find over node indices.
@@ -77,9 +68,8 @@ int convert_to_blocked(GraphEditor& editor) {
       // The residual has the output's channels; it may come from anywhere.
     } else if (is_nhwc_pool(n)) {
       ok = produced(n.input(0)) && n.attr_ints("kernel_shape").size() == 2;
-    } else if (is_unary(n)) {
+    } else if (is_layout_free_unary(editor, n)) {
       ok = produced(n.input(0));
-      for (size_t k = 1; k < n.inputs.size() && ok; ++k) ok = n.inputs[k].empty() || editor.constant(n.inputs[k]);
     } else if (n.domain.empty() && n.op_type == "Concat" && n.attr_int("axis", 0) == 3 && !n.inputs.empty()) {
       ok = true;
       for (const auto& in : n.inputs) ok = ok && produced(in);

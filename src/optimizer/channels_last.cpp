@@ -19,12 +19,7 @@ namespace {
 const std::vector<int64_t> kToNhwc = {0, 2, 3, 1};
 const std::vector<int64_t> kToNchw = {0, 3, 1, 2};
 
-const std::set<std::string> kUnary = {"Relu",  "LeakyRelu", "Sigmoid",  "Tanh",       "HardSigmoid", "HardSwish",
-                                      "Elu",   "Selu",      "Softplus", "Softsign",   "Abs",         "Neg",
-                                      "Exp",   "Log",       "Sqrt",     "Reciprocal", "Erf",         "Clip",
-                                      "Floor", "Ceil",      "Round",    "Sign",       "Identity"};
 const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
-const std::set<std::string> kDeskmlUnary = {"Swish", "Gelu"};
 
 std::optional<size_t> rank_of(const GraphEditor& editor, const std::string& v) {
   auto s = editor.shape_of(v);
@@ -107,13 +102,8 @@ int convert_to_channels_last(GraphEditor& editor) {
       auto r = rank_of(editor, n.inputs[0]);
       convert = w && w->rank() == 4 && r && *r == 4 && n.attr_int("channels_last", 0) == 0;
     } else if (any_nhwc && n.outputs.size() == 1) {
-      const bool unary =
-          (n.domain.empty() && kUnary.count(n.op_type)) || (n.domain == kDeskmlDomain && kDeskmlUnary.count(n.op_type));
-      if (unary) {
+      if (is_layout_free_unary(editor, n)) {
         convert = nhwc.count(n.inputs[0]) != 0;  // Clip's bounds stay as they are
-        for (size_t k = 1; k < n.inputs.size() && convert; ++k) {
-          convert = n.inputs[k].empty() || editor.constant(n.inputs[k]);
-        }
       } else if (n.domain.empty() && kBinary.count(n.op_type) && n.inputs.size() == 2) {
         convert = convertible_operand(n.inputs[0]) && convertible_operand(n.inputs[1]);
       } else if (n.domain.empty() && (n.op_type == "MaxPool" || n.op_type == "AveragePool")) {

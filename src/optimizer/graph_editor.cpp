@@ -1,6 +1,7 @@
 #include "optimizer/graph_editor.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace deskml::optimizer {
 namespace {
@@ -139,6 +140,21 @@ int GraphEditor::single_consumer(const std::string& value) const {
   const auto& c = consumers(value);
   if (c.size() != 1 || is_graph_output(value) || is_pinned(value) || is_removed(c[0])) return -1;
   return static_cast<int>(c[0]);
+}
+
+bool is_layout_free_unary(const GraphEditor& editor, const graph::Node& node) {
+  static const std::set<std::string> kUnary = {
+      "Relu",     "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu",     "Selu",
+      "Softplus", "Softsign",  "Abs",     "Neg",  "Exp",         "Log",       "Sqrt",    "Reciprocal",
+      "Erf",      "Clip",      "Floor",   "Ceil", "Round",       "Sign",      "Identity"};
+  static const std::set<std::string> kDeskmlUnary = {"Swish", "Gelu"};
+  const bool unary = (node.domain.empty() && kUnary.count(node.op_type)) ||
+                     (node.domain == kDeskmlDomain && kDeskmlUnary.count(node.op_type));
+  if (!unary || node.inputs.empty() || node.outputs.size() != 1) return false;
+  for (size_t k = 1; k < node.inputs.size(); ++k) {
+    if (!node.inputs[k].empty() && editor.constant(node.inputs[k]) == nullptr) return false;
+  }
+  return true;
 }
 
 std::optional<float> scalar_constant(const GraphEditor& editor, const std::string& value) {

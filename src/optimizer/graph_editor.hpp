@@ -76,4 +76,9 @@ class GraphEditor {
 // Float attribute or constant-input helpers.
 std::optional<float> scalar_constant(const GraphEditor& editor, const std::string& value);
 
+// A unary elementwise op whose other inputs (Clip's bounds) are absent or
+// constants: it works element by element, so it runs on data in any layout
+// (the NHWC and nChw16c passes move it into their regions).
+bool is_layout_free_unary(const GraphEditor& editor, const graph::Node& node);
+
 }  // namespace deskml::optimizer

@@ -25,8 +25,8 @@ bool all_ones(const std::vector<int64_t>& v) {
 int allow_winograd(GraphEditor& editor) {
   int marked = 0;
   for (auto& n : editor.graph().nodes) {
-    const bool conv = (n.domain.empty() && n.op_type == "Conv") ||
-                      (n.domain == kDeskmlDomain && n.op_type == "FusedConv");
+    const bool conv =
+        (n.domain.empty() && n.op_type == "Conv") || (n.domain == kDeskmlDomain && n.op_type == "FusedConv");
     if (!conv || n.inputs.size() < 2 || n.attr_int("winograd", 0) != 0) continue;
     const Tensor* w = editor.constant(n.inputs[1]);
     if (w == nullptr || w->dtype() != DataType::kFloat32 || w->rank() != 4) continue;

@@ -20,8 +20,7 @@ namespace {
 
 // Bounds every size-like attribute so the shape arithmetic below cannot overflow.
 constexpr int64_t kMaxAttrValue = INT32_MAX;
-// Channels per block of the nChw16c layout (`blocked` nodes).
-constexpr int64_t kBlock = 16;
+using onednn::kChannelBlock;
 
 [[noreturn]] void fail(const std::string& label, const std::string& message) {
   throw_status(invalid_argument(label + ": " + message));
@@ -213,7 +212,7 @@ class ConvKernel final : public Kernel {
       : attrs_(node),
         fused_(node.op_type == "FusedConv"),
         channels_last_(node.attr_int("channels_last", 0) != 0),
-        blocked_(node.attr_int("blocked", 0) != 0),
+        blocked_(node.attr_int("blocked", 0)),
         winograd_(node.attr_int("winograd", 0) != 0),
         pre_(FusedActivation::from_node(node, "pre_activation")),
         act_(FusedActivation::from_node(node, "activation")),
@@ -228,8 +227,8 @@ class ConvKernel final : public Kernel {
       return ctx.error("X, W and B must have one type");
     }
     if (blocked_) {
-      if (x_in.rank() != 5 || x_in.dim(4) != kBlock || w.rank() != 4 || w.dim(0) % kBlock != 0 ||
-          ctx.node().attr_int("blocked", 0) != kBlock) {
+      if (x_in.rank() != 5 || x_in.dim(4) != kChannelBlock || w.rank() != 4 || w.dim(0) % kChannelBlock != 0 ||
+          blocked_ != kChannelBlock) {
         return ctx.error(
             "blocked (nChw16c) needs X [N, C/16, H, W, 16], 4-D W with a multiple of 16 outputs and "
             "blocked = 16");
@@ -288,7 +287,7 @@ class ConvKernel final : public Kernel {
   // Geometry works on the logical NCHW shape.
   ConvGeometry geometry(const Tensor& x, const Tensor& w) const {
     const Shape& xs = x.shape();
-    const Shape logical = blocked_         ? Shape{xs[0], xs[1] * kBlock, xs[2], xs[3]}
+    const Shape logical = blocked_         ? Shape{xs[0], xs[1] * kChannelBlock, xs[2], xs[3]}
                           : channels_last_ ? Shape{xs[0], xs[3], xs[1], xs[2]}
                                            : xs;
     return conv_geometry(attrs_, logical, w.shape(), label_);
@@ -310,7 +309,7 @@ class ConvKernel final : public Kernel {
       e->out_shape = g.output_shape();
       const Shape& o = e->out_shape;
       if (blocked_) {
-        e->out_shape = {o[0], o[1] / kBlock, o[2], o[3], kBlock};
+        e->out_shape = {o[0], o[1] / kChannelBlock, o[2], o[3], kChannelBlock};
       } else if (channels_last_) {
         e->out_shape = {o[0], o[2], o[3], o[1]};
       }
@@ -415,11 +414,12 @@ class ConvKernel final : public Kernel {
               dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
                                               src_any, w_any, e->bias_md, dst_any, strides, dilates, pl, pr),
               attr, onednn::engine());
-          if (winograd_pays(pd) && blocked_) {
+          if (winograd_pays(pd)) {
+            if (!blocked_) {
+              e->staging = onednn::Staging(e->src_md, pd.src_desc(), pd.dst_desc(), e->dst_md);
+              e->staged = true;
+            }
             chosen = true;
-          } else if (winograd_pays(pd)) {
-            e->staging = onednn::Staging(e->src_md, pd.src_desc(), pd.dst_desc(), e->dst_md);
-            e->staged = chosen = true;
           } else if (g.batch > 1 && !blocked_) {
             chosen = per_image_winograd(*e, g, src, dst, w_any, attr, strides, dilates, pl, pr, pd);
           }
@@ -530,7 +530,7 @@ class ConvKernel final : public Kernel {
     Tensor yn(DataType::kFloat32, g.output_shape());
     run_reference<float>(ctx, g, xn, w, b, yn);
     if (blocked_) {
-      const Shape split = {g.batch, g.out_channels / kBlock, kBlock, g.out[0], g.out[1]};
+      const Shape split = {g.batch, g.out_channels / kChannelBlock, kChannelBlock, g.out[0], g.out[1]};
       yn = permute_tensor(yn.reshaped(split), {0, 1, 3, 4, 2}, ctx.threads());
     } else if (channels_last_) {
       yn = permute_tensor(yn, {0, 2, 3, 1}, ctx.threads());
@@ -552,8 +552,9 @@ class ConvKernel final : public Kernel {
       if (!has_sum) std::fill(y.data<float>(), y.data<float>() + y.numel(), 0.0f);
       if (b && blocked_) {  // [N, C/16, H, W, 16]
         float* yp = y.data<float>();
-        const int64_t run = g.out_size() * kBlock, blocks = g.out_channels / kBlock;
-        for (int64_t i = 0; i < y.numel(); ++i) yp[i] += b->data<float>()[(i / run) % blocks * kBlock + i % kBlock];
+        const int64_t run = g.out_size() * kChannelBlock, blocks = g.out_channels / kChannelBlock;
+        for (int64_t i = 0; i < y.numel(); ++i)
+          yp[i] += b->data<float>()[(i / run) % blocks * kChannelBlock + i % kChannelBlock];
       } else if (b && channels_last_) {
         float* yp = y.data<float>();
         for (int64_t i = 0; i < y.numel(); ++i) yp[i] += b->data<float>()[i % g.out_channels];
@@ -596,7 +597,7 @@ class ConvKernel final : public Kernel {
   ConvAttrs attrs_;
   bool fused_ = false;
   bool channels_last_ = false;
-  bool blocked_ = false;
+  int64_t blocked_ = 0;    // the `blocked` attribute: 0, or 16 (nChw16c)
   bool winograd_ = false;  // the optimizer allows Winograd's algorithm for this node
   FusedActivation pre_, act_;
   std::string label_;  // for messages

@@ -20,6 +20,10 @@
 
 namespace deskml::kernels::cpu::onednn {
 
+// Channels per block of nChw16c, the layout of the optimizer's blocked regions:
+// a tensor [N, C, H, W] is held as [N, C/16, H, W, 16] (the `blocked` attribute's value).
+inline constexpr int64_t kChannelBlock = 16;
+
 // One CPU engine for the whole process; oneDNN engines are thread-safe.
 const dnnl::engine& engine();
 

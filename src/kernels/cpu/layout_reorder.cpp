@@ -10,7 +10,7 @@
 namespace deskml::kernels::cpu {
 namespace {
 
-constexpr int64_t kBlock = 16;
+using onednn::kChannelBlock;
 
 class ReorderKernel final : public Kernel {
  public:
@@ -25,17 +25,17 @@ class ReorderKernel final : public Kernel {
     Shape logical;  // N, C, H, W
     Shape out_shape;
     if (to_blocked_) {
-      if (x.rank() != 4 || x.dim(3) % kBlock != 0) {
+      if (x.rank() != 4 || x.dim(3) % kChannelBlock != 0) {
         return ctx.error("expects an NHWC input with a multiple of 16 channels, got " + shape_to_string(x.shape()));
       }
       logical = {x.dim(0), x.dim(3), x.dim(1), x.dim(2)};
-      out_shape = {x.dim(0), x.dim(3) / kBlock, x.dim(1), x.dim(2), kBlock};
+      out_shape = {x.dim(0), x.dim(3) / kChannelBlock, x.dim(1), x.dim(2), kChannelBlock};
     } else {
-      if (x.rank() != 5 || x.dim(4) != kBlock) {
+      if (x.rank() != 5 || x.dim(4) != kChannelBlock) {
         return ctx.error("expects an nChw16c input [N, C/16, H, W, 16], got " + shape_to_string(x.shape()));
       }
-      logical = {x.dim(0), x.dim(1) * kBlock, x.dim(2), x.dim(3)};
-      out_shape = {x.dim(0), x.dim(2), x.dim(3), x.dim(1) * kBlock};
+      logical = {x.dim(0), x.dim(1) * kChannelBlock, x.dim(2), x.dim(3)};
+      out_shape = {x.dim(0), x.dim(2), x.dim(3), x.dim(1) * kChannelBlock};
     }
     Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_shape);
     if (y.numel() == 0) return Status::Ok();

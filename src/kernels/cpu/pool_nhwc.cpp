@@ -17,25 +17,27 @@
 namespace deskml::kernels::cpu {
 namespace {
 
+using onednn::kChannelBlock;
+
 class NhwcPoolKernel final : public Kernel {
  public:
   NhwcPoolKernel(const graph::Node& node, bool max) : attrs_(node), max_(max), blocked_(node.attr_int("blocked", 0)) {}
 
   Status compute(KernelContext& ctx) override {
     const Tensor& input = ctx.required_input(0);
-    if (blocked_ != 0 && blocked_ != kBlock) return ctx.error("blocked must be 16");
+    if (blocked_ != 0 && blocked_ != kChannelBlock) return ctx.error("blocked must be 16");
     if (input.dtype() != DataType::kFloat32 || input.rank() != (blocked_ ? 5 : 4) ||
-        (blocked_ && input.dim(4) != kBlock)) {
+        (blocked_ && input.dim(4) != kChannelBlock)) {
       return ctx.error(blocked_ ? "expects a float32 nChw16c input [N, C/16, H, W, 16]"
                                 : "expects a 4-D float32 NHWC input");
     }
     const Tensor x =
-        blocked_ ? input.reshaped({input.dim(0) * input.dim(1), input.dim(2), input.dim(3), kBlock}) : input;
+        blocked_ ? input.reshaped({input.dim(0) * input.dim(1), input.dim(2), input.dim(3), kChannelBlock}) : input;
     const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2), c = x.dim(3);
     if (attrs_.kernel_shape.size() != 2) return ctx.error("expects a 2-D kernel_shape");
     const PoolGeometry g = pool_geometry(attrs_, {n, c, ih, iw}, ctx.node().label());
     const int64_t oh = g.out[0], ow = g.out[1];
-    const Shape out_shape = blocked_ ? Shape{input.dim(0), input.dim(1), oh, ow, kBlock} : Shape{n, oh, ow, c};
+    const Shape out_shape = blocked_ ? Shape{input.dim(0), input.dim(1), oh, ow, kChannelBlock} : Shape{n, oh, ow, c};
     Tensor& out = ctx.allocate_output(0, DataType::kFloat32, out_shape);
     if (out.numel() == 0) return Status::Ok();
     Tensor y = out.reshaped({n, oh, ow, c});  // a view
@@ -129,7 +131,6 @@ class NhwcPoolKernel final : public Kernel {
     return true;
   }
 
-  static constexpr int64_t kBlock = 16;
   PoolAttrs attrs_;
   bool max_;
   int64_t blocked_;
@@ -144,11 +145,11 @@ Status nhwc_global_pool(KernelContext& ctx, bool max) {
   const float* xp = x.data<float>();
   float* yp = y.data<float>();
   // Parallel over (batch, channel block); each block sums the plane with contiguous rows.
-  constexpr int64_t kBlock = 64;
-  const int64_t blocks = (c + kBlock - 1) / kBlock;
-  parallel_for(n * blocks, ctx.threads(), plane * kBlock, [&](int64_t lo, int64_t hi) {
+  constexpr int64_t kChannelBlock = 64;
+  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
+  parallel_for(n * blocks, ctx.threads(), plane * kChannelBlock, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
-      const int64_t b = t / blocks, c0 = (t % blocks) * kBlock, c1 = std::min(c, c0 + kBlock);
+      const int64_t b = t / blocks, c0 = (t % blocks) * kChannelBlock, c1 = std::min(c, c0 + kChannelBlock);
       float* out = yp + b * c;
       for (int64_t k = c0; k < c1; ++k) out[k] = max ? std::numeric_limits<float>::lowest() : 0.0f;
       for (int64_t p = 0; p < plane; ++p) {

@@ -65,7 +65,7 @@ bool FusedActivation::faster_unfused() const { return name == "Swish" && ew::has
 void FusedActivation::apply(float* data, int64_t n, int threads) const {
   if (!active()) return;
 #if defined(__GNUC__) && defined(__x86_64__)
-  if (name == "Swish" && ew::has_avx512()) {
+  if (faster_unfused()) {  // SiLU on AVX-512
     constexpr int64_t kChunk = 4096;
     parallel_for((n + kChunk - 1) / kChunk, threads, kChunk * 4, [&](int64_t lo, int64_t hi) {
       const int64_t end = std::min(n, hi * kChunk);
