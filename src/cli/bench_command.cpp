@@ -132,6 +132,8 @@ Status bench(const BenchOptions& opts) {
   so.threads = opts.threads;
   so.winograd = !opts.no_winograd;
   so.blocked_layout = !opts.no_blocked_layout;
+  so.plan_cache = opts.plan_cache || !opts.plan_cache_dir.empty();
+  so.plan_cache_dir = opts.plan_cache_dir;
   const auto load_start = Clock::now();
   DESKML_ASSIGN_OR_RETURN(auto session, runtime::Session::load(opts.model, so));
   DESKML_ASSIGN_OR_RETURN(auto feeds, bench_feeds(*session, opts));
@@ -139,6 +141,8 @@ Status bench(const BenchOptions& opts) {
   // Load time is file to first result: what a user waits for before the first prediction.
   DESKML_ASSIGN_OR_RETURN(auto first, session->run(feeds));
   const double load_ms = ms_since(load_start);
+  // Waits for a plan cache file being written, so that it does not share the CPU with the timed runs.
+  const runtime::PlanCacheReport plan_cache = session->plan_cache_report();
   for (int i = 1; i < opts.warmup; ++i) {
     DESKML_ASSIGN_OR_RETURN(first, session->run(feeds));
   }
@@ -178,6 +182,8 @@ Status bench(const BenchOptions& opts) {
                      {"iters", opts.iters},         {"median_ms", median},        {"p90_ms", p90},
                      {"min_ms", times.front()},     {"items_per_s", items_per_s}, {"load_ms", load_ms},
                      {"peak_rss_mb", peak_rss_mb()}};
+    j["plan_cache"] = plan_cache.use_name();
+    if (!plan_cache.detail.empty()) j["plan_cache_detail"] = plan_cache.detail;
     if (opts.idle_seconds > 0) j["idle_cpu_percent"] = idle_cpu_percent;
     if (opts.profile) {
       const ProfileSummary sum = summarize(profile, opts.iters, mean_ms);
@@ -192,6 +198,10 @@ Status bench(const BenchOptions& opts) {
     std::printf("median       %.3f ms\np90          %.3f ms\nmin          %.3f ms\n", median, p90, times.front());
     std::printf("throughput   %.1f items/s\nload         %.1f ms (file to first result)\npeak RSS     %.1f MiB\n",
                 items_per_s, load_ms, peak_rss_mb());
+    if (so.plan_cache) {
+      std::printf("plan cache   %s (%s)%s%s\n", plan_cache.use_name(), plan_cache.file.c_str(),
+                  plan_cache.detail.empty() ? "" : ": ", plan_cache.detail.c_str());
+    }
     if (opts.idle_seconds > 0) {
       std::printf("idle CPU     %.2f%% of one core (%.0f s idle after the runs, session loaded)\n", idle_cpu_percent,
                   opts.idle_seconds);
@@ -220,6 +230,13 @@ void add_bench_command(CLI::App& app) {
                 "(with --json: \"profile\" and \"profile_top_nodes\" arrays)");
   cmd->add_flag("--no-winograd", opts->no_winograd,
                 "Run 3x3 convolutions by the direct algorithm only (Winograd's is used where it is faster)");
+  cmd->add_flag("--plan-cache", opts->plan_cache,
+                "Load through the on-disk plan cache (<model>.deskml-plan): the first load writes it, later "
+                "loads of the same file map it and skip parsing, optimization and weight packing");
+  cmd->add_option("--plan-cache-dir", opts->plan_cache_dir,
+                  "With the plan cache: keep its files in DIR (named after the model's path) instead of beside "
+                  "the model; implies --plan-cache")
+      ->check(CLI::ExistingDirectory);
   cmd->add_flag("--no-blocked-layout", opts->no_blocked_layout,
                 "Keep convolution regions that concatenate channels in NHWC (they run in oneDNN's nChw16c "
                 "otherwise)");

@@ -28,6 +28,8 @@ struct BenchOptions {
   double idle_seconds = 0;
   bool no_winograd = false;
   bool no_blocked_layout = false;
+  bool plan_cache = false;
+  std::string plan_cache_dir;
   // Runtime mode.
   int clients = 0;
   int64_t requests = 2000;

@@ -18,14 +18,15 @@ struct RunOptions {
   std::vector<std::string> inputs;
   std::string output_dir;
   int threads = 0;
+  bool plan_cache = false;
 };
 
 // Output names become file names: anything outside [A-Za-z0-9_.-] turns into '_'.
 std::string sanitize(const std::string& name) {
   std::string out = name;
   for (char& c : out) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-                    c == '.' || c == '-';
+    const bool ok =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
     if (!ok) c = '_';
   }
   if (out.empty() || out == "." || out == "..") out = "_" + out;
@@ -35,6 +36,7 @@ std::string sanitize(const std::string& name) {
 Status run(const RunOptions& opts) {
   runtime::SessionOptions session_options;
   session_options.threads = opts.threads;
+  session_options.plan_cache = opts.plan_cache;
   std::vector<std::pair<std::string, Tensor>> feeds;
   for (const auto& spec : opts.inputs) {
     const size_t eq = spec.find('=');
@@ -68,6 +70,9 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--output-dir,-o", opts->output_dir, "Directory for the outputs (created if missing)")->required();
   cmd->add_option("--threads", opts->threads, "Threads for the run (default: physical cores)")
       ->check(CLI::Range(0, 1024));
+  cmd->add_flag("--plan-cache", opts->plan_cache,
+                "Load through the on-disk plan cache (<model>.deskml-plan beside the model), writing it when "
+                "missing or stale");
   cmd->callback([opts] {
     Status st = run(*opts);
     if (!st.ok()) {

@@ -261,7 +261,7 @@ Result<graph::Model> convert_model(onnx::ModelProto& proto, const fs::path& base
   if (proto.opset_import_size() == 0) model.opsets[""] = 1;
   DESKML_RETURN_IF_ERROR(validate_opsets(model.opsets));
 
-  Converter converter{options, TensorReadLimits{base_dir, options.max_external_bytes}, model.opsets};
+  Converter converter{options, TensorReadLimits{base_dir, options.max_external_bytes, options.external_files}, model.opsets};
   DESKML_ASSIGN_OR_RETURN(model.graph, converter.convert_graph(*proto.mutable_graph(), 0));
   return model;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string_view>
+#include <vector>
 
 #include "graph/graph.hpp"
 
@@ -16,6 +17,9 @@ struct LoadOptions {
   uint64_t max_model_bytes = (uint64_t{1} << 31) - 1;
   uint64_t max_external_bytes = uint64_t{16} << 30;
   int max_subgraph_depth = 32;
+  // When set, receives the external data files the model's tensors were read from
+  // (a plan cache keyed by the model file alone must not stand for those).
+  std::vector<std::filesystem::path>* external_files = nullptr;
 };
 
 // Loads a model file; external data is resolved relative to its folder and may never leave it.

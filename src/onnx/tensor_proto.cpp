@@ -93,6 +93,7 @@ Result<Tensor> read_external(const onnx::TensorProto& proto, const TensorReadLim
                          std::to_string(offset) + "+" + std::to_string(want) + ") runs past the end of '" + location +
                          "' (" + std::to_string(size) + " bytes)");
   }
+  if (limits.files_read) limits.files_read->push_back(file);
   Tensor t(dtype, shape);
   if (want == 0) return t;
   std::ifstream in(file, std::ios::binary);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <vector>
 
 #include "core/tensor.hpp"
 #include "onnx/onnx_pb.h"
@@ -11,6 +12,7 @@ namespace deskml::onnx_import {
 struct TensorReadLimits {
   std::filesystem::path base_dir;  // for external data; empty forbids it
   uint64_t max_external_bytes = uint64_t{16} << 30;
+  std::vector<std::filesystem::path>* files_read = nullptr;  // when set, receives each external file read
 };
 
 Result<Tensor> tensor_from_proto(const onnx::TensorProto& proto, const TensorReadLimits& limits);

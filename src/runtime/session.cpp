@@ -13,8 +13,10 @@
 #include "core/allocation_scope.hpp"
 #include "graph/shape_inference.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/prepacked_weights.hpp"
 #include "onnx/model_loader.hpp"
 #include "optimizer/optimizer.hpp"
+#include "plan_cache/plan_cache.hpp"
 #include "runtime/execution_plan.hpp"
 #include "runtime/run_arena.hpp"
 
@@ -78,7 +80,9 @@ struct Session::ThreadTuning {
   }
 };
 
-Session::~Session() = default;
+Session::~Session() {
+  if (plan_write_.valid()) plan_write_.wait();  // the task reads this session's model
+}
 
 namespace {
 
@@ -116,9 +120,94 @@ int Session::pick_threads(uint64_t key, bool& trial) const {
   return ThreadTuning::next_trial(e, threads_);
 }
 
+namespace {
+
+// The settings that change the optimized graph, for the plan cache's key.
+std::string plan_options(const SessionOptions& o) {
+  return "level=" + std::to_string(o.optimization_level) + " channels_last=" + std::to_string(o.channels_last) +
+         " winograd=" + std::to_string(o.winograd) + " blocked=" + std::to_string(o.blocked_layout);
+}
+
+}  // namespace
+
+const char* PlanCacheReport::use_name() const {
+  switch (use) {
+    case Use::kOff:
+      return "off";
+    case Use::kHit:
+      return "hit";
+    case Use::kWritten:
+      return "written";
+    case Use::kNotWritten:
+      return "not written";
+  }
+  return "off";
+}
+
 Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& model_path, const SessionOptions& options) {
-  DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(model_path));
-  return create(std::move(model), options);
+  // The plan cache stands for the CPU backend's plan only.
+  if (!options.plan_cache || !options.providers.empty()) {
+    DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(model_path));
+    return create(std::move(model), options);
+  }
+  PlanCacheReport report;
+  report.file = plan_cache::plan_path(model_path, options.plan_cache_dir);
+  auto key = plan_cache::plan_key(model_path, plan_options(options));
+  if (key.ok()) {
+    auto cached = plan_cache::read_plan(report.file, *key);
+    if (cached.ok()) {
+      kernels::cpu::offer_prepacked(cached->packed, cached->mapping);
+      auto session = create_planned(std::move(cached->model), options);
+      if (session.ok()) {
+        report.use = PlanCacheReport::Use::kHit;
+        (*session)->plan_cache_ = report;
+        return session;
+      }
+      report.detail = "the cached plan did not build: " + session.status().to_string();
+    } else if (cached.status().code() != StatusCode::kNotFound) {
+      report.detail = cached.status().to_string();
+    }
+  }
+  onnx_import::LoadOptions lo;
+  std::vector<std::filesystem::path> external_files;
+  lo.external_files = &external_files;
+  DESKML_ASSIGN_OR_RETURN(graph::Model model, onnx_import::load_model(model_path, lo));
+  SessionOptions no_warmup = options;
+  no_warmup.warmup = false;
+  DESKML_ASSIGN_OR_RETURN(auto session, create(std::move(model), no_warmup));
+  // The warm-up's weight packing is recorded for the cache file. Only the
+  // warm-up's: every initializer is alive all through it, so a recorded source
+  // address that matches one is that initializer (the writer matches by address).
+  kernels::cpu::PackRecorder recorder;
+  if (options.warmup) session->warm_up();
+  report.use = PlanCacheReport::Use::kNotWritten;
+  if (!key.ok()) {
+    report.detail = key.status().to_string();
+  } else if (!external_files.empty()) {
+    report.detail = "the model keeps its weights in external data files, which its key would not cover";
+  } else {
+    // Written in the background: the caller has its session now. The task holds
+    // what it writes (the model and the packed copies), so nothing changes under it.
+    session->plan_write_ = std::async(std::launch::async, [model = session->model_, packed = recorder.take(),
+                                                           file = report.file, key = *key]() {
+                             return plan_cache::write_plan(file, key, *model, packed);
+                           }).share();
+    report.use = PlanCacheReport::Use::kWritten;
+  }
+  session->plan_cache_ = report;
+  return session;
+}
+
+PlanCacheReport Session::plan_cache_report() const {
+  PlanCacheReport report = plan_cache_;
+  if (plan_write_.valid()) {
+    const Status written = plan_write_.get();
+    if (!written.ok()) {
+      report.use = PlanCacheReport::Use::kNotWritten;
+      report.detail = written.to_string();
+    }
+  }
+  return report;
 }
 
 Result<std::unique_ptr<Session>> Session::create(graph::Model model, const SessionOptions& options) {
@@ -131,20 +220,26 @@ Result<std::unique_ptr<Session>> Session::create(graph::Model model, const Sessi
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory while inferring shapes");
   }
-  std::vector<const kernels::KernelRegistry*> providers = options.providers;
-  if (providers.empty()) providers.push_back(&kernels::cpu::cpu_registry());
+  const kernels::KernelRegistry& first =
+      options.providers.empty() ? kernels::cpu::cpu_registry() : *options.providers.front();
   try {
     optimizer::OptimizeOptions oo;
     oo.level = options.optimization_level;
     oo.channels_last = options.channels_last;
     oo.winograd = options.winograd;
     oo.blocked = options.blocked_layout;
-    DESKML_RETURN_IF_ERROR(optimizer::optimize(model, *providers.front(), oo));
+    DESKML_RETURN_IF_ERROR(optimizer::optimize(model, first, oo));
   } catch (const Error& e) {
     return e.status();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory while optimising the model");
   }
+  return create_planned(std::move(model), options);
+}
+
+Result<std::unique_ptr<Session>> Session::create_planned(graph::Model model, const SessionOptions& options) {
+  std::vector<const kernels::KernelRegistry*> providers = options.providers;
+  if (providers.empty()) providers.push_back(&kernels::cpu::cpu_registry());
   auto session = std::unique_ptr<Session>(new Session());
   session->model_ = std::make_shared<const graph::Model>(std::move(model));
   session->threads_ = options.threads > 0 ? options.threads : physical_cores();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 #include <utility>
@@ -37,6 +38,23 @@ struct SessionOptions {
   // Run the model once at load on zeros (symbolic dims = 1), so oneDNN's JIT and
   // weight packing happen before the first request. Failures are ignored.
   bool warmup = true;
+  // Session::load keeps the optimized model and the weights its warm-up packed
+  // in a plan cache file (src/plan_cache), by default `<model>.deskml-plan`
+  // beside the model, or in `plan_cache_dir` when set; the next load of the
+  // same file with the same options on the same CPU maps it instead of parsing,
+  // optimizing and packing again. The file is written in the background after
+  // the load; a cache that cannot be read or written only costs that speed-up.
+  bool plan_cache = false;
+  std::filesystem::path plan_cache_dir;
+};
+
+// What the plan cache did for a session.
+struct PlanCacheReport {
+  enum class Use { kOff, kHit, kWritten, kNotWritten };
+  Use use = Use::kOff;
+  std::filesystem::path file;
+  std::string detail;            // why it was not used or not written
+  const char* use_name() const;  // "off", "hit", "written", "not written"
 };
 
 // Limits for one run. A model may legitimately compute for as long as its data
@@ -84,6 +102,8 @@ class Session {
   const std::vector<graph::ValueInfo>& inputs() const { return inputs_; }
   const std::vector<graph::ValueInfo>& outputs() const { return model_->graph.outputs; }
   int threads() const { return threads_; }
+  // What the plan cache did at load; waits for the cache file to be written.
+  PlanCacheReport plan_cache_report() const;
 
   // Runs the model. Every required input must be fed; outputs come back in
   // declared order. Bad feeds (unknown name, wrong dtype or rank, fixed dim
@@ -97,6 +117,8 @@ class Session {
 
  private:
   Session() = default;
+  // create() after optimisation: `model` is as the optimizer left it.
+  static Result<std::unique_ptr<Session>> create_planned(graph::Model model, const SessionOptions& options);
   void warm_up() const;
   // Picks the thread count for a run: the session's, or 1 where the measured
   // runs of this input shape say a parallel region costs more than it saves.
@@ -110,6 +132,8 @@ class Session {
   std::unique_ptr<ThreadTuning> tuning_;
   std::unique_ptr<RunArenas> arenas_;  // tensor placement plans by input signature
   int threads_ = 1;
+  PlanCacheReport plan_cache_;
+  std::shared_future<Status> plan_write_;  // the cache file being written
 };
 
 // Physical cores of this machine (hyper-threads not counted), at least 1.

@@ -1,9 +1,11 @@
 #include "kernels/cpu/dnnl_context.hpp"
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "core/buffer_pool.hpp"
+#include "kernels/cpu/prepacked_weights.hpp"
 
 namespace deskml::kernels::cpu::onednn {
 namespace {
@@ -191,20 +193,51 @@ void rethrow(const dnnl::error& e, const std::string& what) {
   throw_status(invalid_argument(message));
 }
 
+namespace {
+
+std::string desc_bytes(const dnnl::memory::desc& md) {
+  return std::string(reinterpret_cast<const char*>(&md.data), sizeof(md.data));
+}
+
+}  // namespace
+
 PackedWeights ReorderedWeights::get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want) {
   std::lock_guard lock(mutex_);
   if (!source_.defined() || source_.raw_data() != w.raw_data() || reordered_.get_desc() != want) {
-    // Packed weights are read in full on every run: large ones go on huge pages,
-    // which saves the TLB misses of streaming tens of MB through 4 KiB pages.
-    storage_ = allocate_large(want.get_size());
-    reordered_ = dnnl::memory(want, engine(), storage_.get());
-    dnnl::memory from = wrap(user, w);
-    dnnl::stream stream(engine());
-    dnnl::reorder(from, reordered_).execute(stream, from, reordered_);
-    stream.wait();
+    source_ = Tensor();
+    if (!take_prepacked(w, user, want)) {
+      // Packed weights are read in full on every run: large ones go on huge pages,
+      // which saves the TLB misses of streaming tens of MB through 4 KiB pages.
+      auto storage = allocate_large(want.get_size());
+      reordered_ = dnnl::memory(want, engine(), storage.get());
+      storage_ = std::move(storage);
+      dnnl::memory from = wrap(user, w);
+      dnnl::stream stream(engine());
+      dnnl::reorder(from, reordered_).execute(stream, from, reordered_);
+      stream.wait();
+      if (PackRecorder* recorder = PackRecorder::current()) {
+        recorder->record({w.raw_data(), desc_bytes(user), desc_bytes(want), storage_.get(), want.get_size(), storage_});
+      }
+    }
     source_ = w;
   }
   return {reordered_, storage_};
+}
+
+bool ReorderedWeights::take_prepacked(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want) {
+  for (PackedCopy& c : find_prepacked(w.raw_data())) {
+    // The offered layouts are untrusted bytes: used only when they describe
+    // exactly the layouts wanted here, with the size those take.
+    if (c.user.size() != sizeof(dnnl_memory_desc_t) || c.packed.size() != sizeof(dnnl_memory_desc_t)) continue;
+    dnnl::memory::desc offered_user, offered_packed;
+    std::memcpy(&offered_user.data, c.user.data(), sizeof(dnnl_memory_desc_t));
+    std::memcpy(&offered_packed.data, c.packed.data(), sizeof(dnnl_memory_desc_t));
+    if (offered_user != user || offered_packed != want || c.size != want.get_size()) continue;
+    reordered_ = dnnl::memory(want, engine(), const_cast<void*>(c.data));  // oneDNN only reads weights
+    storage_ = std::const_pointer_cast<void>(c.storage);
+    return true;
+  }
+  return false;
 }
 
 std::shared_ptr<ReorderedWeights> SharedWeights::for_layout(const dnnl::memory::desc& want) {

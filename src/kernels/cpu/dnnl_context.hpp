@@ -135,12 +135,16 @@ struct PackedWeights {
 // immutable once produced, so same storage means same values. Weights that are
 // an input change from run to run: a new copy is packed each time, and a run on
 // another thread keeps the copy it was given (PackedWeights::storage).
+// A copy packed ahead of time (prepacked_weights.hpp) is taken instead of
+// reordering when one is offered; reorders are reported to a PackRecorder.
 class ReorderedWeights {
  public:
   // The weights in layout `want`, reordering from `user` (a plain view of `w`) when `w` changed.
   PackedWeights get(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want);
 
  private:
+  bool take_prepacked(const Tensor& w, const dnnl::memory::desc& user, const dnnl::memory::desc& want);
+
   std::mutex mutex_;
   Tensor source_;
   std::shared_ptr<void> storage_;  // the reordered copy (huge pages when large)
