@@ -94,7 +94,8 @@ size_t current_rss_bytes() {
 
 Result<std::shared_ptr<LoadedModel>> LoadedModel::load(const std::string& name, const ModelVersionFiles& files,
                                                        const ModelConfig& config, ComputeSlots& slots,
-                                                       const Metrics::Model& metrics) {
+                                                       const Metrics::Model& metrics,
+                                                       const std::filesystem::path& plan_cache_dir) {
   const auto t0 = Clock::now();
   auto m = std::shared_ptr<LoadedModel>(new LoadedModel(slots, metrics));
   m->name_ = name;
@@ -105,6 +106,12 @@ Result<std::shared_ptr<LoadedModel>> LoadedModel::load(const std::string& name, 
   so.threads = config.threads > 0 ? config.threads : std::max(1, slots.total() / std::max(1, config.instances));
   so.optimization_level = config.optimization_level;
   so.warmup = config.warmup;
+  if (config.plan_cache && !plan_cache_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(plan_cache_dir, ec);  // when it fails, the plan is just not written
+    so.plan_cache = true;
+    so.plan_cache_dir = plan_cache_dir;
+  }
   for (int i = 0; i < std::max(1, config.instances); ++i) {
     DESKML_ASSIGN_OR_RETURN(auto session, runtime::Session::load(files.model, so));
     m->sessions_.push_back(std::move(session));

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -25,9 +26,11 @@ class LoadedModel {
   // Loads `config.instances` sessions of the version's file, runs warm-up, and
   // starts one worker per instance. The checks a config declares (inputs,
   // outputs, batching) are made here, so a model that loads is servable.
+  // With `config.plan_cache`, plans are cached in `plan_cache_dir` (docs/PLAN_CACHE.md).
   static Result<std::shared_ptr<LoadedModel>> load(const std::string& name, const ModelVersionFiles& files,
                                                    const ModelConfig& config, ComputeSlots& slots,
-                                                   const Metrics::Model& metrics);
+                                                   const Metrics::Model& metrics,
+                                                   const std::filesystem::path& plan_cache_dir = {});
   ~LoadedModel();  // stops and joins the workers; queued requests are answered Unavailable
   LoadedModel(const LoadedModel&) = delete;
   LoadedModel& operator=(const LoadedModel&) = delete;

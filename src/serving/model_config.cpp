@@ -144,11 +144,11 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
     msg << origin << ":" << e.source().begin.line << ": " << e.description();
     return invalid_argument(msg.str());
   }
-  DESKML_RETURN_IF_ERROR(
-      unknown_keys(root,
-                   {"max_batch_size", "instances", "threads", "priority", "max_queue", "keep_alive", "pinned", "warmup",
-                    "optimization_level", "input", "output", "dynamic_batching", "cache", "ensemble", "features"},
-                   origin, ""));
+  DESKML_RETURN_IF_ERROR(unknown_keys(
+      root,
+      {"max_batch_size", "instances", "threads", "priority", "max_queue", "keep_alive", "pinned", "warmup",
+       "plan_cache", "optimization_level", "input", "output", "dynamic_batching", "cache", "ensemble", "features"},
+      origin, ""));
   ModelConfig c;
   DESKML_RETURN_IF_ERROR(read_int(root, "max_batch_size", 0, 1 << 20, c.max_batch_size, origin));
   DESKML_RETURN_IF_ERROR(read_int(root, "instances", 1, 64, c.instances, origin));
@@ -158,6 +158,7 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
   DESKML_RETURN_IF_ERROR(read_int(root, "optimization_level", 0, 2, c.optimization_level, origin));
   DESKML_RETURN_IF_ERROR(read_bool(root, "pinned", c.pinned, origin));
   DESKML_RETURN_IF_ERROR(read_bool(root, "warmup", c.warmup, origin));
+  DESKML_RETURN_IF_ERROR(read_bool(root, "plan_cache", c.plan_cache, origin));
   if (const toml::node* ka = root.get("keep_alive")) {
     DESKML_ASSIGN_OR_RETURN(c.keep_alive, read_duration(*ka, origin, "keep_alive"));
   }

@@ -39,6 +39,9 @@ struct ModelConfig {
   std::optional<std::chrono::milliseconds> keep_alive;
   bool pinned = false;  // loaded when the runtime starts and never evicted
   bool warmup = true;   // run once on zeros at load so the first request pays no JIT cost
+  // Keep the optimized plan and packed weights in the runtime's cache folder
+  // (<cache_dir>/plans), so the next load of this model maps them (docs/PLAN_CACHE.md).
+  bool plan_cache = false;
   int optimization_level = 2;
   std::vector<TensorSpec> inputs, outputs;
 

@@ -113,7 +113,7 @@ void Runtime::State::run_load(const std::string& name, int64_t version) {
   }
 
   Result<std::shared_ptr<LoadedModel>> loaded =
-      ready.ok() ? LoadedModel::load(name, files, config, *slots, metrics.model(name))
+      ready.ok() ? LoadedModel::load(name, files, config, *slots, metrics.model(name), options.cache_dir / "plans")
                  : Result<std::shared_ptr<LoadedModel>>(ready);
 
   std::vector<std::shared_ptr<PendingRequest>> waiting;
@@ -285,7 +285,8 @@ void Runtime::State::poll_repository() {
     }
     const auto start = Clock::now();
     Result<std::shared_ptr<LoadedModel>> loaded =
-        fresh->config.ok() ? LoadedModel::load(c.name, newest, *fresh->config, *slots, metrics.model(c.name))
+        fresh->config.ok() ? LoadedModel::load(c.name, newest, *fresh->config, *slots, metrics.model(c.name),
+                                               options.cache_dir / "plans")
                            : Result<std::shared_ptr<LoadedModel>>(fresh->config.status());
     std::shared_ptr<LoadedModel> old;
     {

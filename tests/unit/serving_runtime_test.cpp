@@ -441,6 +441,37 @@ TEST(ServingRuntime, ResultCacheAnswersRepeatsAndSurvivesARestart) {
   EXPECT_FLOAT_EQ(y0(fresh), 11.f);
 }
 
+// plan_cache = true keeps the model's plan in <cache_dir>/plans; a reload maps it
+// and answers the same, and a rewritten model file is planned afresh.
+TEST(ServingRuntime, PlanCacheKeepsPlansInTheCacheFolder) {
+  Fixture f;
+  f.add("affine", 1, affine_model(2.f, 1.f));
+  f.config("affine", "plan_cache = true\n");
+  f.add("plain", 1, affine_model(2.f, 1.f));
+  auto rt = f.runtime();
+  const fs::path plans = f.dir.path() / "cache" / "plans";
+  auto plan_files = [&] {
+    std::vector<fs::path> found;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(plans, ec)) found.push_back(e.path());
+    return found;
+  };
+  ASSERT_FLOAT_EQ(y0(rt->infer_sync("affine", x_of(3.f))), 7.f);
+  ASSERT_FLOAT_EQ(y0(rt->infer_sync("plain", x_of(3.f))), 7.f);
+  ASSERT_TRUE(rt->unload("affine").ok());  // the session waits for its plan file
+  ASSERT_EQ(plan_files().size(), 1u);
+  EXPECT_EQ(plan_files()[0].filename().string().rfind("model.onnx-", 0), 0u);
+  const auto written = fs::last_write_time(plan_files()[0]);
+  EXPECT_FLOAT_EQ(y0(rt->infer_sync("affine", x_of(3.f))), 7.f);
+  ASSERT_TRUE(rt->unload("affine").ok());
+  EXPECT_EQ(fs::last_write_time(plan_files()[0]), written);  // mapped, not rewritten
+  f.add("affine", 1, affine_model(2.f, 5.f));
+  EXPECT_FLOAT_EQ(y0(rt->infer_sync("affine", x_of(3.f))), 11.f);
+  ASSERT_TRUE(rt->unload("affine").ok());
+  ASSERT_EQ(plan_files().size(), 1u);  // the same file, replaced
+  EXPECT_FALSE(fs::exists(f.models() / "affine" / "1" / "model.onnx.deskml-plan"));
+}
+
 // Instances of all models share one thread budget: however many runs want
 // threads at once, the slots held never exceed it.
 TEST(ServingComputeSlots, NeverHandOutMoreThanTheBudget) {
