@@ -7,7 +7,7 @@ PRETRAINED := build/pretrained
 TABULAR := build/tabular
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all setup build python js test test-browser demo-models run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http format clean help
+.PHONY: all setup build python js test test-browser demo-models run bench bench-runtime bench-http bench-score models pretrained asan tsan valgrind fuzz fuzz-http fuzz-plan-cache format clean help
 
 all: build
 
@@ -26,6 +26,7 @@ help:
 	@echo "make valgrind  the C API's C test program under Valgrind's Memcheck (leaks and invalid accesses)"
 	@echo "make fuzz    fuzz model loading for FUZZ_SECONDS (default 1800) with ASan + UBSan"
 	@echo "make fuzz-http  fuzz the HTTP request parser, router and handlers for FUZZ_SECONDS"
+	@echo "make fuzz-plan-cache  fuzz reading plan cache files (decode, packed weights, plan, warm-up) for FUZZ_SECONDS"
 	@echo "make bench-http  load test deskml serve against a Python (aiohttp + PyTorch) reference server"
 	@echo "make bench-score  deskml score vs Python (sqlite3 / psycopg2 + PyTorch) on SCORE_ROWS rows (default 1000000)"
 
@@ -118,6 +119,12 @@ fuzz:
 	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target fuzz_model_loader
 	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_model_loader $(FUZZ_SECONDS)
+
+fuzz-plan-cache:
+	@scripts/setup --fuzz
+	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_plan_cache
+	@tests/fuzz/run_fuzzer build-fuzz/bin/fuzz_plan_cache $(FUZZ_SECONDS)
 
 fuzz-http:
 	@scripts/setup --fuzz

@@ -10,8 +10,6 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "plan_cache/model_codec.hpp"
-
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -200,7 +198,10 @@ Status write_plan(const fs::path& path, const std::string& key, const graph::Mod
     put_u64(meta, blobs.add(c->data, c->size));
     put_u64(meta, c->size);
   }
+  return write_plan_file(path, key, meta, blobs);
+}
 
+Status write_plan_file(const fs::path& path, const std::string& key, std::string_view meta, const BlobLayout& blobs) {
   std::string header(kMagic, sizeof(kMagic));
   put_u64(header, kFormat);
   put_str(header, key);

@@ -9,10 +9,12 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "graph/graph.hpp"
 #include "kernels/cpu/prepacked_weights.hpp"
+#include "plan_cache/model_codec.hpp"
 
 namespace deskml::plan_cache {
 
@@ -41,5 +43,11 @@ Result<CachedPlan> read_plan(const std::filesystem::path& path, const std::strin
 // `model` are left out.
 Status write_plan(const std::filesystem::path& path, const std::string& key, const graph::Model& model,
                   const std::vector<kernels::cpu::PackedCopy>& packed);
+
+// write_plan's second half: the header, `structure` (encode_model's bytes, then
+// the packed copies' list) and the blobs, written atomically as above. The fuzzer
+// writes arbitrary structures with it.
+Status write_plan_file(const std::filesystem::path& path, const std::string& key, std::string_view structure,
+                       const BlobLayout& blobs);
 
 }  // namespace deskml::plan_cache

@@ -130,6 +130,10 @@ std::string plan_options(const SessionOptions& o) {
 
 }  // namespace
 
+Result<std::string> plan_cache_key(const std::filesystem::path& model_file, const SessionOptions& options) {
+  return plan_cache::plan_key(model_file, plan_options(options));
+}
+
 const char* PlanCacheReport::use_name() const {
   switch (use) {
     case Use::kOff:
@@ -152,7 +156,7 @@ Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& mode
   }
   PlanCacheReport report;
   report.file = plan_cache::plan_path(model_path, options.plan_cache_dir);
-  auto key = plan_cache::plan_key(model_path, plan_options(options));
+  auto key = plan_cache_key(model_path, options);
   if (key.ok()) {
     auto cached = plan_cache::read_plan(report.file, *key);
     if (cached.ok()) {
@@ -275,9 +279,16 @@ void Session::warm_up() const {
       if (t.optional) continue;
       return;  // nothing sensible to synthesise
     }
+    // A warm-up must stay cheap; declared dims are untrusted (they may overflow).
+    constexpr int64_t kMaxWarmupElements = int64_t{1} << 26;
     Shape shape;
-    for (const auto& d : *t.shape) shape.push_back(d.known() ? d.value : 1);
-    if (shape_numel(shape) > (int64_t{1} << 26)) return;  // a warm-up must stay cheap
+    int64_t numel = 1;
+    for (const auto& d : *t.shape) {
+      const int64_t v = d.known() ? d.value : 1;
+      if (v > 0 && numel > kMaxWarmupElements / v) return;
+      numel *= v;
+      shape.push_back(v);
+    }
     feeds.emplace_back(vi.name, Value::from_tensor(Tensor::zeros(t.dtype, shape)));
   }
   // Zeros may be invalid data for some models, and a data-driven Loop may not

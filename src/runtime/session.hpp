@@ -136,6 +136,10 @@ class Session {
   std::shared_future<Status> plan_write_;  // the cache file being written
 };
 
+// The plan cache key Session::load uses for `model_file` with `options`
+// (docs/PLAN_CACHE.md); reads and hashes the file.
+Result<std::string> plan_cache_key(const std::filesystem::path& model_file, const SessionOptions& options);
+
 // Physical cores of this machine (hyper-threads not counted), at least 1.
 int physical_cores();
 

@@ -225,6 +225,38 @@ TEST(PlanCache, ModelsWithExternalDataAreNotCached) {
   EXPECT_FALSE(fs::exists(model.string() + ".deskml-plan"));
 }
 
+// A plan file is untrusted input like a model file: declared shapes beyond every
+// limit (found by fuzz_plan_cache: the warm-up's element count overflowed and
+// threw past Session::load) give a session or a Status, never an exception.
+TEST(PlanCache, HostileDeclaredShapesComeBackAsAStatus) {
+  TempDir dir;
+  const fs::path model = dir.path() / "m.onnx";
+  write_file(model, conv_model(1));
+  const runtime::SessionOptions o = cached_options();
+  auto key = runtime::plan_cache_key(model, o);
+  ASSERT_TRUE(key.ok()) << key.status().to_string();
+  for (const int64_t huge : {int64_t{1} << 43, int64_t{1} << 62, int64_t{3037000500}}) {
+    graph::Model m;
+    m.ir_version = 8;
+    m.opsets = {{"", 17}};
+    graph::ValueInfo x{"x", {}, ""};
+    x.type.dtype = DataType::kFloat32;
+    x.type.shape = std::vector<graph::Dim>{graph::Dim::of(2), graph::Dim::of(huge), graph::Dim::of(huge)};
+    m.graph.inputs = {x};
+    m.graph.outputs = {x};
+    m.graph.outputs[0].name = "y";
+    m.graph.nodes.push_back({"r", "Relu", "", 17, {"x"}, {"y"}, {}});
+    ASSERT_TRUE(plan_cache::write_plan(plan_cache::plan_path(model), *key, m, {}).ok());
+    Result<std::unique_ptr<runtime::Session>> s = Status();
+    EXPECT_NO_THROW(s = runtime::Session::load(model, o));
+    if (s.ok()) {
+      EXPECT_STREQ((*s)->plan_cache_report().use_name(), "hit");
+      auto run = (*s)->run(std::vector<std::pair<std::string, Tensor>>{{"x", random_tensor({2, 1, 1}, 1)}});
+      EXPECT_FALSE(run.ok());  // the fed shape disagrees with the declared one
+    }
+  }
+}
+
 // A model touching every kind of attribute, nested graphs, string and empty tensors.
 graph::Model every_kind_model() {
   graph::Model m;
