@@ -132,6 +132,7 @@ Status bench(const BenchOptions& opts) {
   so.threads = opts.threads;
   so.winograd = !opts.no_winograd;
   so.blocked_layout = !opts.no_blocked_layout;
+  so.batch_chunk = opts.batch_chunk;
   so.plan_cache = opts.plan_cache || !opts.plan_cache_dir.empty();
   so.plan_cache_dir = opts.plan_cache_dir;
   const auto load_start = Clock::now();
@@ -182,6 +183,7 @@ Status bench(const BenchOptions& opts) {
                      {"iters", opts.iters},         {"median_ms", median},        {"p90_ms", p90},
                      {"min_ms", times.front()},     {"items_per_s", items_per_s}, {"load_ms", load_ms},
                      {"peak_rss_mb", peak_rss_mb()}};
+    j["batch_chunk"] = session->batch_chunk();
     j["plan_cache"] = plan_cache.use_name();
     if (!plan_cache.detail.empty()) j["plan_cache_detail"] = plan_cache.detail;
     if (opts.idle_seconds > 0) j["idle_cpu_percent"] = idle_cpu_percent;
@@ -237,6 +239,10 @@ void add_bench_command(CLI::App& app) {
                   "With the plan cache: keep its files in DIR (named after the model's path) instead of beside "
                   "the model; implies --plan-cache")
       ->check(CLI::ExistingDirectory);
+  cmd->add_option("--batch-chunk", opts->batch_chunk,
+                  "Samples per run when a batch is split (models that keep samples apart): 0 = never split; "
+                  "default: sized to the CPU's last-level cache (reported as batch_chunk)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_flag("--no-blocked-layout", opts->no_blocked_layout,
                 "Keep convolution regions that concatenate channels in NHWC (they run in oneDNN's nChw16c "
                 "otherwise)");

@@ -29,6 +29,7 @@ struct BenchOptions {
   bool no_winograd = false;
   bool no_blocked_layout = false;
   bool plan_cache = false;
+  int64_t batch_chunk = -1;
   std::string plan_cache_dir;
   // Runtime mode.
   int clients = 0;

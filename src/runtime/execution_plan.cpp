@@ -95,8 +95,8 @@ Result<std::unique_ptr<ExecutionPlan>> ExecutionPlan::build(
     bool supported = false;
     for (const auto* p : providers) supported = supported || p->supports(node.op_type, node.domain, node.opset);
     if (!supported) {
-      return unsupported("op " + (node.domain.empty() ? node.op_type : node.domain + "." + node.op_type) +
-                         " (opset " + std::to_string(node.opset) + ") is not supported");
+      return unsupported("op " + (node.domain.empty() ? node.op_type : node.domain + "." + node.op_type) + " (opset " +
+                         std::to_string(node.opset) + ") is not supported");
     }
     auto pn = std::make_unique<PlannedNode>();
     pn->node = &node;
@@ -231,9 +231,16 @@ Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const O
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       const graph::Node& node = *pn->node;
       control.profile->entries.push_back(
-          {node.domain.empty() ? node.op_type : node.domain + "." + node.op_type,
-           node.name, ms, control.depth});
+          {node.domain.empty() ? node.op_type : node.domain + "." + node.op_type, node.name, ms, control.depth});
       DESKML_RETURN_IF_ERROR(st);
+    }
+    if (control.largest_tensor_bytes != nullptr) {
+      for (int s : pn->outputs) {
+        if (s >= 0 && slots[static_cast<size_t>(s)].is_tensor()) {
+          const auto bytes = static_cast<int64_t>(slots[static_cast<size_t>(s)].tensor.nbytes());
+          *control.largest_tensor_bytes = std::max(*control.largest_tensor_bytes, bytes);
+        }
+      }
     }
     for (int s : pn->release_after) slots[static_cast<size_t>(s)] = Value{};
   }

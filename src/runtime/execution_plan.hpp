@@ -44,6 +44,7 @@ struct RunControl {
   const std::atomic<bool>* cancel = nullptr;
   Profile* profile = nullptr;  // RunOptions::profile; nullptr = no timing at all
   int depth = 0;               // subgraph nesting, for profile entries
+  int64_t* largest_tensor_bytes = nullptr;  // RunOptions::largest_tensor_bytes
   // Cancelled or DeadlineExceeded once the run should stop.
   Status check() const;
 };

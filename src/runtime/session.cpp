@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <new>
@@ -17,6 +19,7 @@
 #include "onnx/model_loader.hpp"
 #include "optimizer/optimizer.hpp"
 #include "plan_cache/plan_cache.hpp"
+#include "runtime/batch_tiling.hpp"
 #include "runtime/execution_plan.hpp"
 #include "runtime/run_arena.hpp"
 
@@ -183,7 +186,7 @@ Result<std::unique_ptr<Session>> Session::load(const std::filesystem::path& mode
   // warm-up's: every initializer is alive all through it, so a recorded source
   // address that matches one is that initializer (the writer matches by address).
   kernels::cpu::PackRecorder recorder;
-  if (options.warmup) session->warm_up();
+  if (options.warmup) session->warm_up(options.batch_chunk);
   report.use = PlanCacheReport::Use::kNotWritten;
   if (!key.ok()) {
     report.detail = key.status().to_string();
@@ -258,11 +261,11 @@ Result<std::unique_ptr<Session>> Session::create_planned(graph::Model model, con
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kResourceExhausted, "out of memory while planning the model");
   }
-  if (options.warmup) session->warm_up();
+  if (options.warmup) session->warm_up(options.batch_chunk);
   return session;
 }
 
-void Session::warm_up() const {
+void Session::warm_up(int64_t chunk) {
   const auto& g = model_->graph;
   // Control flow runs as long as its data says; zeros are no basis for that.
   for (const auto& node : g.nodes) {
@@ -295,7 +298,13 @@ void Session::warm_up() const {
   // end on them: errors are ignored and the run is bounded.
   RunOptions ro;
   ro.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  (void)run(feeds, ro);
+  int64_t largest = 0;
+  ro.largest_tensor_bytes = &largest;
+  // A model that keeps samples apart was just run on one sample (its batch dims
+  // are symbolic, so 1): its largest tensor sizes the chunks of larger batches.
+  if (run(feeds, ro).ok() && chunk != 0 && batch_separable(g)) {
+    batch_chunk_ = chunk > 0 ? chunk : runtime::batch_chunk(largest, last_level_cache_bytes());
+  }
 }
 
 Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) const {
@@ -348,6 +357,62 @@ Status Session::validate_feed(const graph::ValueInfo& info, const Value& value) 
 }
 
 Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& options) const {
+  if (const int64_t batch = tiled_batch(feeds); batch > 0) return run_tiled(feeds, options, batch);
+  return run_whole(feeds, options);
+}
+
+int64_t Session::tiled_batch(const NamedValues& feeds) const {
+  if (batch_chunk_ <= 0 || feeds.empty()) return 0;
+  int64_t batch = -1;
+  for (const auto& [name, v] : feeds) {
+    if (!v.is_tensor() || v.tensor.rank() == 0) return 0;
+    if (batch >= 0 && v.tensor.shape().front() != batch) return 0;
+    batch = v.tensor.shape().front();
+  }
+  return batch > batch_chunk_ ? batch : 0;
+}
+
+Result<NamedValues> Session::run_tiled(const NamedValues& feeds, const RunOptions& options, int64_t batch) const {
+  std::vector<NamedValues> parts;
+  for (int64_t begin = 0; begin < batch; begin += batch_chunk_) {
+    const int64_t count = std::min(batch_chunk_, batch - begin);
+    NamedValues part;
+    for (const auto& [name, v] : feeds) part.emplace_back(name, Value::from_tensor(v.tensor.rows(begin, count)));
+    DESKML_ASSIGN_OR_RETURN(NamedValues out, run_whole(part, options));
+    parts.push_back(std::move(out));
+  }
+  // The parts' outputs, concatenated along axis 0. batch_separable() promised
+  // that shape; an output that breaks it is not pieced together but run whole.
+  NamedValues joined;
+  for (size_t i = 0; i < parts.front().size(); ++i) {
+    const Value& first = parts.front()[i].second;
+    if (!first.is_tensor() || first.tensor.rank() == 0 || first.tensor.dtype() == DataType::kString) {
+      return run_whole(feeds, options);
+    }
+    Shape shape = first.tensor.shape();
+    shape[0] = 0;
+    for (const NamedValues& part : parts) {
+      const Value& v = part[i].second;
+      if (!v.is_tensor() || v.tensor.dtype() != first.tensor.dtype() || v.tensor.rank() != first.tensor.rank() ||
+          !std::equal(v.tensor.shape().begin() + 1, v.tensor.shape().end(), first.tensor.shape().begin() + 1)) {
+        return run_whole(feeds, options);
+      }
+      shape[0] += v.tensor.shape().front();
+    }
+    if (shape[0] != batch) return run_whole(feeds, options);
+    Tensor whole(first.tensor.dtype(), shape);
+    auto* to = static_cast<std::byte*>(whole.raw_data());
+    for (const NamedValues& part : parts) {
+      const Tensor& t = part[i].second.tensor;
+      std::memcpy(to, t.raw_data(), t.nbytes());
+      to += t.nbytes();
+    }
+    joined.emplace_back(parts.front()[i].first, Value::from_tensor(std::move(whole)));
+  }
+  return joined;
+}
+
+Result<NamedValues> Session::run_whole(const NamedValues& feeds, const RunOptions& options) const {
   const auto& g = model_->graph;
   std::vector<Value> inputs(g.inputs.size());
   std::vector<bool> fed(g.inputs.size(), false);
@@ -374,7 +439,8 @@ Result<NamedValues> Session::run(const NamedValues& feeds, const RunOptions& opt
   std::vector<Value> outputs;
   Status status;
   try {
-    const RunControl control{threads, options.deadline, options.cancel, options.profile};
+    const RunControl control{
+        threads, options.deadline, options.cancel, options.profile, 0, options.largest_tensor_bytes};
     const auto start = trial ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     {
       const AllocationScope::Guard scope(arena.get());

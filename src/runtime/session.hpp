@@ -35,6 +35,11 @@ struct SessionOptions {
   // Run the convolution regions that concatenate channels (SqueezeNet's fire
   // modules) in oneDNN's blocked layout nChw16c rather than NHWC (AVX-512 CPUs only).
   bool blocked_layout = true;
+  // Batch tiling (batch_tiling.hpp): a large batch of a model whose ops keep
+  // samples apart runs as several smaller ones. -1: chunks sized to the CPU's
+  // last-level cache from the warm-up's tensors of one sample; 0: never split;
+  // N > 0: N samples per run. Needs the warm-up.
+  int64_t batch_chunk = -1;
   // Run the model once at load on zeros (symbolic dims = 1), so oneDNN's JIT and
   // weight packing happen before the first request. Failures are ignored.
   bool warmup = true;
@@ -84,6 +89,7 @@ struct RunOptions {
   const std::atomic<bool>* cancel = nullptr;  // another thread sets it to true to stop the run
   Profile* profile = nullptr;                 // when set, per-node timings are appended to it
   int threads = 0;                            // threads for this run, at most the session's; 0 = tuned
+  int64_t* largest_tensor_bytes = nullptr;    // when set, raised to the largest tensor a node produced
 };
 
 using NamedValues = std::vector<std::pair<std::string, Value>>;
@@ -102,6 +108,8 @@ class Session {
   const std::vector<graph::ValueInfo>& inputs() const { return inputs_; }
   const std::vector<graph::ValueInfo>& outputs() const { return model_->graph.outputs; }
   int threads() const { return threads_; }
+  // Samples per run when a larger batch is split (SessionOptions::batch_chunk); 0 = never split.
+  int64_t batch_chunk() const { return batch_chunk_; }
   // What the plan cache did at load; waits for the cache file to be written.
   PlanCacheReport plan_cache_report() const;
 
@@ -119,12 +127,17 @@ class Session {
   Session() = default;
   // create() after optimisation: `model` is as the optimizer left it.
   static Result<std::unique_ptr<Session>> create_planned(graph::Model model, const SessionOptions& options);
-  void warm_up() const;
+  // Runs the model once on zeros; decides batch tiling (`chunk` as SessionOptions::batch_chunk).
+  void warm_up(int64_t chunk);
   // Picks the thread count for a run: the session's, or 1 where the measured
   // runs of this input shape say a parallel region costs more than it saves.
   struct ThreadTuning;
   int pick_threads(uint64_t feeds_key, bool& trial) const;
   Status validate_feed(const graph::ValueInfo& info, const Value& value) const;
+  Result<NamedValues> run_whole(const NamedValues& feeds, const RunOptions& options) const;
+  // The feeds' common batch (axis 0) when a run should be split; 0 otherwise.
+  int64_t tiled_batch(const NamedValues& feeds) const;
+  Result<NamedValues> run_tiled(const NamedValues& feeds, const RunOptions& options, int64_t batch) const;
 
   std::shared_ptr<const graph::Model> model_;
   std::vector<graph::ValueInfo> inputs_;
@@ -132,6 +145,7 @@ class Session {
   std::unique_ptr<ThreadTuning> tuning_;
   std::unique_ptr<RunArenas> arenas_;  // tensor placement plans by input signature
   int threads_ = 1;
+  int64_t batch_chunk_ = 0;
   PlanCacheReport plan_cache_;
   std::shared_future<Status> plan_write_;  // the cache file being written
 };
