@@ -1,5 +1,6 @@
 #include "core/tensor.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -140,6 +141,25 @@ Tensor Tensor::rows(int64_t begin, int64_t count) const {
   t.storage_ = storage_;
   t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * row_elems) * dtype_size(dtype_);
   return t;
+}
+
+Tensor Tensor::concat_rows(const std::vector<const Tensor*>& parts) {
+  const Tensor& first = *parts.front();
+  Shape shape = first.shape();
+  shape[0] = 0;
+  for (const Tensor* p : parts) shape[0] += p->shape()[0];
+  Tensor out(first.dtype(), std::move(shape));
+  if (out.dtype() == DataType::kString) {
+    std::string* to = out.data<std::string>();
+    for (const Tensor* p : parts) to = std::copy(p->data<std::string>(), p->data<std::string>() + p->numel(), to);
+    return out;
+  }
+  auto* to = static_cast<char*>(out.raw_data());
+  for (const Tensor* p : parts) {
+    if (p->nbytes() > 0) std::memcpy(to, p->raw_data(), p->nbytes());
+    to += p->nbytes();
+  }
+  return out;
 }
 
 Tensor Tensor::clone() const {

@@ -61,6 +61,10 @@ class Tensor {
   // Rows [begin, begin + count) along axis 0, sharing this tensor's storage (no
   // copy). Throws on a scalar or a range outside dim 0.
   Tensor rows(int64_t begin, int64_t count) const;
+  // The rows of `parts` one after another along axis 0, in a new tensor. Every
+  // part must have the first one's dtype, rank (>= 1) and dims after the first;
+  // callers check that.
+  static Tensor concat_rows(const std::vector<const Tensor*>& parts);
   // A deep copy with its own storage.
   Tensor clone() const;
   // Reads element i of an integer or floating tensor as int64 / double, whatever the dtype.

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "core/hex.hpp"
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -28,17 +30,6 @@ constexpr char kMagic[8] = {'D', 'E', 'S', 'K', 'P', 'L', 'A', 'N'};
 constexpr uint64_t kFormat = 1;
 // The blob area starts on a page, so the mapping's views of it are aligned.
 constexpr uint64_t kPage = 4096;
-
-std::string hex(const void* bytes, size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    const auto b = static_cast<const unsigned char*>(bytes)[i];
-    s.push_back(digits[b >> 4]);
-    s.push_back(digits[b & 15]);
-  }
-  return s;
-}
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -96,7 +87,7 @@ Result<std::string> plan_key(const fs::path& model_file, const std::string& opti
   XXH128_canonical_t digest;
   XXH128_canonicalFromHash(&digest, XXH3_128bits_digest(state));
   return "deskml " DESKML_VERSION "\n" + kernels::cpu::packing_signature() + "\noptions " + options + "\nmodel " +
-         hex(digest.digest, sizeof(digest.digest)) + " " + std::to_string(total);
+         to_hex(digest.digest, sizeof(digest.digest)) + " " + std::to_string(total);
 }
 
 fs::path plan_path(const fs::path& model_file, const fs::path& dir) {
@@ -108,7 +99,7 @@ fs::path plan_path(const fs::path& model_file, const fs::path& dir) {
   const std::string text = absolute.lexically_normal().string();
   XXH64_canonical_t digest;
   XXH64_canonicalFromHash(&digest, XXH3_64bits(text.data(), text.size()));
-  return dir / (name + "-" + hex(digest.digest, sizeof(digest.digest)) + ".deskml-plan");
+  return dir / (name + "-" + to_hex(digest.digest, sizeof(digest.digest)) + ".deskml-plan");
 }
 
 Result<CachedPlan> read_plan(const fs::path& path, const std::string& key) {

@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <new>
@@ -400,14 +399,9 @@ Result<NamedValues> Session::run_tiled(const NamedValues& feeds, const RunOption
       shape[0] += v.tensor.shape().front();
     }
     if (shape[0] != batch) return run_whole(feeds, options);
-    Tensor whole(first.tensor.dtype(), shape);
-    auto* to = static_cast<std::byte*>(whole.raw_data());
-    for (const NamedValues& part : parts) {
-      const Tensor& t = part[i].second.tensor;
-      std::memcpy(to, t.raw_data(), t.nbytes());
-      to += t.nbytes();
-    }
-    joined.emplace_back(parts.front()[i].first, Value::from_tensor(std::move(whole)));
+    std::vector<const Tensor*> pieces;
+    for (const NamedValues& part : parts) pieces.push_back(&part[i].second.tensor);
+    joined.emplace_back(parts.front()[i].first, Value::from_tensor(Tensor::concat_rows(pieces)));
   }
   return joined;
 }

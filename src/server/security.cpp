@@ -9,6 +9,8 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "core/hex.hpp"
+
 namespace deskml::server {
 namespace {
 
@@ -91,13 +93,7 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 Result<std::string> generate_token() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof bytes) != 1) return internal_error("the OS random generator failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string token;
-  for (unsigned char b : bytes) {
-    token += kHex[b >> 4];
-    token += kHex[b & 15];
-  }
-  return token;
+  return to_hex(bytes, sizeof bytes);
 }
 
 Result<std::filesystem::path> write_token_file(const std::string& token, uint16_t port) {

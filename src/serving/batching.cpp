@@ -1,7 +1,6 @@
 #include "serving/batching.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
 #include <numeric>
 
@@ -12,22 +11,6 @@ namespace {
 // Rows along axis 0 (callers have checked rank >= 1). Not Tensor::dim: this runs
 // per request and row, where its axis normalisation shows.
 inline int64_t rows_of(const Tensor& t) { return t.shape()[0]; }
-
-// Copies `rows` rows starting at row `from` of `src` into `dst` at row `at`.
-void copy_rows(const Tensor& src, int64_t from, Tensor& dst, int64_t at, int64_t rows) {
-  const int64_t row_elems = rows_of(src) == 0 ? 0 : src.numel() / rows_of(src);
-  if (src.dtype() == DataType::kString) {
-    const auto* s = src.data<std::string>() + from * row_elems;
-    auto* d = dst.data<std::string>() + at * row_elems;
-    std::copy(s, s + rows * row_elems, d);
-    return;
-  }
-  const size_t row_bytes = static_cast<size_t>(row_elems) * dtype_size(src.dtype());
-  if (row_bytes * static_cast<size_t>(rows) == 0) return;
-  std::memcpy(static_cast<char*>(dst.raw_data()) + static_cast<size_t>(at) * row_bytes,
-              static_cast<const char*>(src.raw_data()) + static_cast<size_t>(from) * row_bytes,
-              row_bytes * static_cast<size_t>(rows));
-}
 
 }  // namespace
 
@@ -76,18 +59,10 @@ Tensors stack_requests(const std::vector<const Tensors*>& requests) {
   Tensors out;
   out.reserve(first.size());
   for (size_t i = 0; i < first.size(); ++i) {
-    int64_t total = 0;
-    for (const Tensors* r : requests) total += rows_of((*r)[i].second);
-    Shape shape = first[i].second.shape();
-    shape[0] = total;
-    Tensor batch(first[i].second.dtype(), shape);
-    int64_t at = 0;
-    for (const Tensors* r : requests) {
-      const Tensor& t = (*r)[i].second;
-      copy_rows(t, 0, batch, at, rows_of(t));
-      at += rows_of(t);
-    }
-    out.emplace_back(first[i].first, std::move(batch));
+    std::vector<const Tensor*> parts;
+    parts.reserve(requests.size());
+    for (const Tensors* r : requests) parts.push_back(&(*r)[i].second);
+    out.emplace_back(first[i].first, Tensor::concat_rows(parts));
   }
   return out;
 }

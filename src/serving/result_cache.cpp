@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/hex.hpp"
 #include "serving/tensor_codec.hpp"
 
 namespace deskml::serving {
@@ -126,16 +127,7 @@ std::string path_string(const fs::path& p) {
 
 }  // namespace
 
-std::string CacheKey::hex() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(digest.size() * 2);
-  for (uint8_t b : digest) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 15];
-  }
-  return out;
-}
+std::string CacheKey::hex() const { return to_hex(digest.data(), digest.size()); }
 
 CacheKey make_cache_key(std::string_view model, int64_t version, const Tensors& inputs) {
   CacheKey key;

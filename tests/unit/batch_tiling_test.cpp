@@ -5,15 +5,16 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "runtime/session.hpp"
+#include "serving_models.hpp"
 
 namespace deskml {
 namespace {
 
 using graph::Dim;
 using graph::Node;
+using serving::testing::filled;
+using serving::testing::random_tensor;
 
 graph::ValueInfo tensor_info(const std::string& name, std::vector<Dim> dims) {
   graph::ValueInfo vi{name, {}, ""};
@@ -36,12 +37,6 @@ Node node(const std::string& op, std::vector<std::string> in, std::map<std::stri
   Node n{op, op, "", 17, std::move(in), {"y"}, {}};
   for (auto& [k, v] : attrs) n.attributes[k] = v;
   return n;
-}
-
-Tensor filled(Shape shape, float v) {
-  Tensor t(DataType::kFloat32, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = v;
-  return t;
 }
 
 TEST(BatchTiling, PerSampleGraphsAreSeparable) {
@@ -106,20 +101,16 @@ TEST(BatchTiling, ChunksFillThreeQuartersOfTheCacheWithThreeTensors) {
 
 // x float[N,3,10,10] -> Conv 3x3 (8, pads 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (5) -> Softmax.
 graph::Model cnn(bool softmax_over_batch) {
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> dist(-0.5f, 0.5f);
-  auto random = [&](Shape s) {
-    Tensor t(DataType::kFloat32, std::move(s));
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-    return t;
-  };
   graph::Model m;
   m.ir_version = 8;
   m.opsets = {{"", 17}};
   graph::Graph& g = m.graph;
   g.inputs = {tensor_info("x", {Dim::named("N"), Dim::of(3), Dim::of(10), Dim::of(10)})};
   g.outputs = {tensor_info("y", {Dim::named("N"), Dim::of(5)})};
-  g.initializers = {{"w", random({8, 3, 3, 3})}, {"b", random({8})}, {"fw", random({8, 5})}, {"fb", random({5})}};
+  g.initializers = {{"w", random_tensor({8, 3, 3, 3}, 1)},
+                    {"b", random_tensor({8}, 2)},
+                    {"fw", random_tensor({8, 5}, 3)},
+                    {"fb", random_tensor({5}, 4)}};
   auto add = [&](const std::string& op, std::vector<std::string> in, const std::string& out,
                  std::map<std::string, graph::AttributeValue> attrs = {}) {
     Node n{op + "_" + out, op, "", 17, std::move(in), {out}, {}};
@@ -150,11 +141,8 @@ TEST(BatchTiling, SplitRunsGiveTheWholeRunsOutputs) {
   ASSERT_TRUE(whole.ok() && split.ok());
   EXPECT_EQ((*whole)->batch_chunk(), 0);
   EXPECT_EQ((*split)->batch_chunk(), 3);
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
   for (int64_t batch : {1, 3, 4, 8}) {  // pieces of 3, 3 and 2 at batch 8
-    Tensor x(DataType::kFloat32, {batch, 3, 10, 10});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = dist(rng);
+    const Tensor x = random_tensor({batch, 3, 10, 10}, static_cast<uint32_t>(batch));
     const Tensor a = run(**whole, x), b = run(**split, x);
     ASSERT_EQ(a.shape(), (Shape{batch, 5}));
     ASSERT_EQ(b.shape(), a.shape());
