@@ -42,13 +42,13 @@ struct NodeRow {
 };
 struct ProfileSummary {
   std::vector<OpRow> ops;      // sorted by time, slowest first
-  std::vector<NodeRow> nodes;  // the slowest main-graph nodes, at most 15
+  std::vector<NodeRow> nodes;  // the slowest main-graph nodes, at most --profile-top
   double nodes_ms = 0;         // per run: sum over main-graph nodes
   double run_ms = 0;           // per run: mean wall time of a timed run
 };
 
 // Only main-graph (depth 0) entries count: a Loop's entry already includes its body.
-ProfileSummary summarize(const runtime::Profile& profile, int runs, double run_ms) {
+ProfileSummary summarize(const runtime::Profile& profile, int runs, double run_ms, size_t top) {
   ProfileSummary sum;
   sum.run_ms = run_ms;
   std::map<std::string, OpRow> by_op;
@@ -85,7 +85,7 @@ ProfileSummary summarize(const runtime::Profile& profile, int runs, double run_m
   std::sort(sum.ops.begin(), sum.ops.end(), [](const OpRow& a, const OpRow& b) { return a.ms > b.ms; });
   for (auto& node : nodes) node.ms /= n;
   std::stable_sort(nodes.begin(), nodes.end(), [](const NodeRow& a, const NodeRow& b) { return a.ms > b.ms; });
-  if (nodes.size() > 15) nodes.resize(15);
+  if (nodes.size() > top) nodes.resize(top);
   sum.nodes = std::move(nodes);
   return sum;
 }
@@ -188,7 +188,7 @@ Status bench(const BenchOptions& opts) {
     if (!plan_cache.detail.empty()) j["plan_cache_detail"] = plan_cache.detail;
     if (opts.idle_seconds > 0) j["idle_cpu_percent"] = idle_cpu_percent;
     if (opts.profile) {
-      const ProfileSummary sum = summarize(profile, opts.iters, mean_ms);
+      const ProfileSummary sum = summarize(profile, opts.iters, mean_ms, static_cast<size_t>(opts.profile_top));
       j["profile"] = profile_json(sum);
       j["profile_top_nodes"] = profile_nodes_json(sum);
       j["profile_mean_run_ms"] = mean_ms;
@@ -208,7 +208,7 @@ Status bench(const BenchOptions& opts) {
       std::printf("idle CPU     %.2f%% of one core (%.0f s idle after the runs, session loaded)\n", idle_cpu_percent,
                   opts.idle_seconds);
     }
-    if (opts.profile) print_profile(summarize(profile, opts.iters, mean_ms));
+    if (opts.profile) print_profile(summarize(profile, opts.iters, mean_ms, static_cast<size_t>(opts.profile_top)));
   }
   return Status::Ok();
 }
@@ -228,8 +228,11 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(1, 100000));
   cmd->add_flag("--json", opts->json, "Print one JSON object (median_ms, p90_ms, items_per_s, load_ms, peak_rss_mb)");
   cmd->add_flag("--profile", opts->profile,
-                "Time every node during the timed runs; print per-op-type totals and the 15 slowest nodes "
+                "Time every node during the timed runs; print per-op-type totals and the slowest nodes (--profile-top) "
                 "(with --json: \"profile\" and \"profile_top_nodes\" arrays)");
+  cmd->add_option("--profile-top", opts->profile_top,
+                  "With --profile: how many of the slowest nodes to list (default 15)")
+      ->check(CLI::Range(1, 1000000));
   cmd->add_flag("--no-winograd", opts->no_winograd,
                 "Run 3x3 convolutions by the direct algorithm only (Winograd's is used where it is faster)");
   cmd->add_flag("--plan-cache", opts->plan_cache,

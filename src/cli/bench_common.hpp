@@ -25,6 +25,7 @@ struct BenchOptions {
   int warmup = 3;
   bool json = false;
   bool profile = false;
+  int profile_top = 15;  // slowest nodes listed with --profile
   double idle_seconds = 0;
   bool no_winograd = false;
   bool no_blocked_layout = false;

@@ -1,5 +1,6 @@
 #include "graph/shape_inference.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <unordered_set>
 
@@ -40,9 +41,56 @@ Dim broadcast_dim(const Dim& a, const Dim& b, bool& ok) {
   return Dim{};
 }
 
+// The dim a Reshape's -1 stands for: the input's element count over the other
+// target dims', where numbers divide and symbols cancel. Unknown when a dim
+// without a symbol takes part, or when more than one symbol is left over.
+Dim inferred_dim(const Dims& in, const Dims& target, int skip) {
+  std::optional<int64_t> in_known = 1, out_known = 1;
+  std::vector<std::string> symbols;  // the input's, less the target's
+  for (const Dim& d : in) {
+    if (d.known()) {
+      in_known = in_known ? checked_mul(*in_known, d.value) : std::nullopt;
+    } else if (d.symbol.empty()) {
+      return Dim{};
+    } else {
+      symbols.push_back(d.symbol);
+    }
+  }
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (static_cast<int>(i) == skip) continue;
+    const Dim& d = target[i];
+    if (d.known()) {
+      out_known = out_known ? checked_mul(*out_known, d.value) : std::nullopt;
+      continue;
+    }
+    auto it = d.symbol.empty() ? symbols.end() : std::find(symbols.begin(), symbols.end(), d.symbol);
+    if (it == symbols.end()) return Dim{};
+    symbols.erase(it);
+  }
+  if (!in_known || !out_known || *out_known <= 0 || *in_known % *out_known != 0) return Dim{};
+  const int64_t ratio = *in_known / *out_known;
+  if (symbols.empty()) return Dim::of(ratio);
+  if (symbols.size() == 1 && ratio == 1) return Dim::named(symbols.front());
+  return Dim{};
+}
+
+// One element of an integer tensor that holds dims: a number, a dim's symbol,
+// or unknown.
+struct DimValue {
+  std::optional<int64_t> number;
+  std::string symbol;
+  static DimValue of(const Dim& d) { return d.known() ? DimValue{d.value, {}} : DimValue{std::nullopt, d.symbol}; }
+  Dim as_dim() const { return number ? Dim::of(*number) : Dim{-1, symbol}; }
+};
+using DimValues = std::vector<DimValue>;
+
 struct Inference {
   Graph& graph;
   std::unordered_map<std::string, const Tensor*> constants;
+  // Small integer tensors computed from shapes (Shape, then Gather, Slice,
+  // Unsqueeze, Concat...): their elements, so that a Reshape to
+  // Concat(Shape(x)[0], Shape(x)[1], 384) keeps x's symbolic dims.
+  std::unordered_map<std::string, DimValues> dim_values;
 
   std::optional<ValueType> type_of(const std::string& name) const {
     if (name.empty()) return std::nullopt;
@@ -63,6 +111,21 @@ struct Inference {
     if (!dtype_is_integer(it->second->dtype()) || it->second->numel() > 1024) return std::nullopt;
     return it->second->to_int64_vector();
   }
+
+  // The elements of a 0-D or 1-D integer value, when they are known as numbers or dims.
+  std::optional<DimValues> values_of(const std::string& name) const {
+    if (auto it = dim_values.find(name); it != dim_values.end()) return it->second;
+    auto c = constants.find(name);
+    if (c == constants.end() || c->second->rank() > 1) return std::nullopt;
+    auto ints = const_ints(name);
+    if (!ints) return std::nullopt;
+    DimValues v;
+    for (int64_t x : *ints) v.push_back(DimValue{x, {}});
+    return v;
+  }
+
+  // Follows dim values through the integer ops that shape computations use.
+  void propagate_dim_values(const Node& n);
 
   void set(const std::string& name, DataType dt, std::optional<Dims> dims) {
     if (name.empty()) return;
@@ -134,6 +197,7 @@ Status Inference::infer_node(const Node& n) {
   static const std::unordered_set<std::string> kCompare = {"Equal", "Less", "Greater", "LessOrEqual",
                                                            "GreaterOrEqual", "And", "Or", "Xor"};
   if (!n.domain.empty() || n.outputs.empty()) return Status::Ok();
+  propagate_dim_values(n);
   const std::string& op = n.op_type;
   const std::string& out = n.outputs[0];
   auto in = [&](size_t i) { return n.input(i); };
@@ -296,36 +360,32 @@ Status Inference::infer_node(const Node& n) {
     set(out, dtype(in(0)), dims);
   } else if (op == "Reshape") {
     auto x = shape(in(0));
-    auto target = n.opset >= 5 ? const_ints(in(1)) : std::optional(n.attr_ints("shape"));
+    std::optional<DimValues> target;
+    if (n.opset >= 5) {
+      target = values_of(in(1));
+    } else {
+      target = DimValues{};
+      for (int64_t v : n.attr_ints("shape")) target->push_back(DimValue{v, {}});
+    }
     std::optional<Dims> dims;
     if (target) {
       dims = Dims{};
       const bool allowzero = n.attr_int("allowzero", 0) != 0;
-      std::optional<int64_t> known_product = 1;
       int minus_one = -1;
       for (size_t i = 0; i < target->size(); ++i) {
-        int64_t v = (*target)[i];
-        if (v == 0 && !allowzero) {
+        const DimValue& v = (*target)[i];
+        if (v.number && *v.number == 0 && !allowzero) {
           dims->push_back(x && i < x->size() ? (*x)[i] : Dim{});
-        } else if (v == -1) {
+        } else if (v.number && *v.number == -1) {
           minus_one = static_cast<int>(i);
           dims->push_back(Dim{});
+        } else if (v.number && *v.number < 0) {
+          dims->push_back(Dim{});
         } else {
-          dims->push_back(Dim::of(v));
-        }
-        if (dims->back().known() && known_product) known_product = checked_mul(*known_product, dims->back().value);
-      }
-      if (minus_one >= 0 && x) {
-        std::optional<int64_t> in_product = 1;
-        for (const auto& d : *x) in_product = d.known() && in_product ? checked_mul(*in_product, d.value) : std::nullopt;
-        bool rest_known = true;
-        for (size_t i = 0; i < dims->size(); ++i) {
-          rest_known = rest_known && (i == static_cast<size_t>(minus_one) || (*dims)[i].known());
-        }
-        if (in_product && known_product && rest_known && *known_product > 0) {
-          (*dims)[static_cast<size_t>(minus_one)] = Dim::of(*in_product / *known_product);
+          dims->push_back(v.as_dim());
         }
       }
+      if (minus_one >= 0 && x) (*dims)[static_cast<size_t>(minus_one)] = inferred_dim(*x, *dims, minus_one);
     }
     set(out, dtype(in(0)), dims);
   } else if (op == "Unsqueeze" || op == "Squeeze") {
@@ -419,11 +479,63 @@ Status Inference::infer_node(const Node& n) {
   return Status::Ok();
 }
 
+void Inference::propagate_dim_values(const Node& n) {
+  const std::string& op = n.op_type;
+  const std::string& out = n.outputs[0];
+  if (out.empty()) return;
+  constexpr size_t kMaxValues = 64;  // shapes, not data
+  DimValues v;
+  if (op == "Shape") {
+    auto x = shape(n.input(0));
+    if (!x) return;
+    const auto rank = static_cast<int64_t>(x->size());
+    int64_t start = n.attr_int("start", 0), end = n.attr_int("end", rank);
+    start = std::clamp(start < 0 ? start + rank : start, int64_t{0}, rank);
+    end = std::clamp(end < 0 ? end + rank : end, int64_t{0}, rank);
+    for (int64_t i = start; i < end; ++i) v.push_back(DimValue::of((*x)[static_cast<size_t>(i)]));
+  } else if (op == "Identity" || op == "Unsqueeze" || op == "Squeeze" ||
+             (op == "Cast" && dtype_is_integer(static_cast<DataType>(n.attr_int("to", 0))))) {
+    auto x = values_of(n.input(0));
+    if (!x) return;
+    v = std::move(*x);
+  } else if (op == "Gather") {
+    auto x = values_of(n.input(0));
+    auto idx = const_ints(n.input(1));
+    if (!x || !idx || n.attr_int("axis", 0) != 0) return;
+    const auto size = static_cast<int64_t>(x->size());
+    for (int64_t i : *idx) {
+      if (i < -size || i >= size) return;
+      v.push_back((*x)[static_cast<size_t>(i < 0 ? i + size : i)]);
+    }
+  } else if (op == "Concat") {
+    for (const auto& name : n.inputs) {
+      auto x = values_of(name);
+      if (!x) return;
+      v.insert(v.end(), x->begin(), x->end());
+    }
+  } else if (op == "Slice" && n.opset >= 10) {
+    auto x = values_of(n.input(0));
+    auto starts = const_ints(n.input(1)), ends = const_ints(n.input(2));
+    auto axes = n.input(3).empty() ? std::optional(std::vector<int64_t>{0}) : const_ints(n.input(3));
+    auto steps = n.input(4).empty() ? std::optional(std::vector<int64_t>{1}) : const_ints(n.input(4));
+    if (!x || !starts || !ends || !axes || !steps || starts->size() != 1 || ends->size() != 1 || axes->size() != 1 ||
+        steps->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1) || (*steps)[0] != 1) {
+      return;
+    }
+    const auto size = static_cast<int64_t>(x->size());
+    auto clamp = [&](int64_t i) { return std::clamp(i < 0 ? i + size : i, int64_t{0}, size); };
+    for (int64_t i = clamp((*starts)[0]); i < clamp((*ends)[0]); ++i) v.push_back((*x)[static_cast<size_t>(i)]);
+  } else {
+    return;
+  }
+  if (v.size() <= kMaxValues) dim_values[out] = std::move(v);
+}
+
 }  // namespace
 
 Result<InferenceStats> infer_shapes(Graph& graph) {
   DESKML_ASSIGN_OR_RETURN(std::vector<size_t> order, topological_order(graph, {}));
-  Inference inf{graph, {}};
+  Inference inf{graph, {}, {}};
   for (const auto& [name, t] : graph.initializers) inf.constants[name] = &t;
   InferenceStats stats;
   for (size_t idx : order) {

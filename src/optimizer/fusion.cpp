@@ -1,6 +1,7 @@
 // Fusion passes: BatchNorm folded into Conv, activation patterns (SiLU, erf
 // GELU) recognised, Conv + bias + activation + residual Add fused into
-// deskml.FusedConv, MatMul/Gemm + bias + activation into deskml.FusedMatMul.
+// deskml.FusedConv, MatMul/Gemm + bias + activation + residual Add into
+// deskml.FusedMatMul.
 #include <cmath>
 
 #include "optimizer/activation_match.hpp"
@@ -26,6 +27,16 @@ bool same_shape(const GraphEditor& editor, const std::string& a, const std::stri
 // The other input of a binary node, given one.
 const std::string& other_input(const graph::Node& n, const std::string& one) {
   return n.inputs[0] == one ? n.inputs[1] : n.inputs[0];
+}
+
+// A fused node's activation so far comes before the residual sum that is being
+// fused next: it becomes the pre_activation.
+void activation_before_sum(graph::Node& f) {
+  if (!f.has_attr("activation")) return;
+  f.attributes["pre_activation"] = f.attributes["activation"];
+  f.attributes["pre_activation_alpha"] = f.attributes["activation_alpha"];
+  f.attributes["pre_activation_beta"] = f.attributes["activation_beta"];
+  f.attributes.erase("activation");
 }
 
 bool near(float v, float want) { return std::fabs(v - want) <= 1e-4f * std::fabs(want); }
@@ -197,12 +208,7 @@ int fuse_conv(GraphEditor& editor) {
       const std::string& r = other_input(*n, y);
       if (same_shape(editor, r, y) && editor.dtype_of(r) == DataType::kFloat32) {
         f.inputs.push_back(r);
-        if (f.has_attr("activation")) {  // the activation came before the sum
-          f.attributes["pre_activation"] = f.attributes["activation"];
-          f.attributes["pre_activation_alpha"] = f.attributes["activation_alpha"];
-          f.attributes["pre_activation_beta"] = f.attributes["activation_beta"];
-          f.attributes.erase("activation");
-        }
+        activation_before_sum(f);
         take(n);
         if (graph::Node* a = editor.sole_reader(y)) {
           if (auto act = match_activation(editor, *a); act && a->inputs[0] == y) {
@@ -259,24 +265,41 @@ int fuse_matmul(GraphEditor& editor) {
     std::string y = mm.outputs[0];
     size_t last = i;
     std::vector<size_t> chain;
+    auto take = [&](graph::Node* n) {
+      chain.push_back(last);
+      last = static_cast<size_t>(n - g.nodes.data());
+      y = n->outputs[0];
+    };
     if (f.inputs.size() == 2) {  // MatMul + Add(bias [N])
       if (graph::Node* n = editor.sole_reader(y); n && is_op(*n, "Add") && n->inputs.size() == 2) {
         const Tensor* bias = editor.constant(other_input(*n, y));
         if (bias && bias->dtype() == DataType::kFloat32 && bias->numel() == n_out && bias->rank() >= 1 &&
             bias->dim(-1) == n_out && (bias->rank() == 1 || bias->rank() <= static_cast<int64_t>(a_rank))) {
           f.inputs.push_back(other_input(*n, y));
-          chain.push_back(last);
-          last = static_cast<size_t>(n - g.nodes.data());
-          y = n->outputs[0];
+          take(n);
         }
       }
     }
-    if (graph::Node* n = editor.sole_reader(y)) {
-      if (auto act = match_activation(editor, *n); act && n->inputs[0] == y) {
-        set_activation_attrs(f, "activation", *act);
-        chain.push_back(last);
-        last = static_cast<size_t>(n - g.nodes.data());
-        y = n->outputs[0];
+    auto take_activation = [&] {
+      if (graph::Node* n = editor.sole_reader(y)) {
+        if (auto act = match_activation(editor, *n); act && n->inputs[0] == y) {
+          set_activation_attrs(f, "activation", *act);
+          take(n);
+        }
+      }
+    };
+    // [activation] [Add residual] [activation]: a transformer's skip connection
+    // becomes oneDNN's sum post-op, written into the residual's buffer.
+    take_activation();
+    if (graph::Node* n = editor.sole_reader(y);
+        n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
+      const std::string& r = other_input(*n, y);
+      if (same_shape(editor, r, y) && editor.dtype_of(r) == DataType::kFloat32) {
+        f.inputs.resize(3);  // the bias stays optional
+        f.inputs.push_back(r);
+        activation_before_sum(f);
+        take(n);
+        take_activation();
       }
     }
     f.outputs = {y};

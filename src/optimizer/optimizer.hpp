@@ -46,7 +46,7 @@ int fold_constants(GraphEditor& editor, const kernels::KernelRegistry& registry)
 int fold_batch_norm(GraphEditor& editor);
 int fuse_activation_patterns(GraphEditor& editor);  // x*Sigmoid(x) -> Swish, erf GELU -> Gelu
 int fuse_conv(GraphEditor& editor);                 // Conv (+act) (+Add) (+act) -> deskml.FusedConv
-int fuse_matmul(GraphEditor& editor);               // MatMul/Gemm + bias (+act) -> deskml.FusedMatMul
+int fuse_matmul(GraphEditor& editor);               // MatMul/Gemm (+bias) (+act) (+Add) (+act) -> deskml.FusedMatMul
 int fuse_attention(GraphEditor& editor);  // MatMul -> scale -> [mask] -> Softmax -> MatMul -> deskml.Attention
 int convert_to_channels_last(GraphEditor& editor);  // NCHW conv chains -> NHWC
 int convert_to_blocked(GraphEditor& editor);        // NHWC regions with a channel Concat -> nChw16c

@@ -123,6 +123,11 @@ class Analysis {
       if (!constant(n.input(1))) return false;
       if (n.inputs.size() > 2 && !harmless_constant(n.input(2), rank)) return false;
       if (constant(n.input(1))->rank() != 2) return false;
+      // FusedMatMul's residual: the same sample's earlier value, of the output's rank.
+      if (n.inputs.size() > 3 &&
+          (op != "FusedMatMul" || n.inputs.size() > 4 || !batched(n.inputs[3]) || rank_.at(n.inputs[3]) != rank)) {
+        return false;
+      }
     } else if (op == "Flatten") {
       if (normalized(n.attr_int("axis", 1), rank) < 1) return false;
       out_rank = 2;

@@ -56,6 +56,11 @@ TEST(BatchTiling, PerSampleGraphsAreSeparable) {
   Node relu = node("Relu", {"x"});
   relu.outputs = {"h"};
   EXPECT_TRUE(batch_separable(rows_graph({relu, node("Add", {"h", "x"})})));
+  // A fused product with a residual of the same sample: y = h x W4 + h.
+  const Tensor w4 = filled({4, 4}, 0.5f);
+  Node fused = node("FusedMatMul", {"h", "w", "", "h"});
+  fused.domain = "deskml";
+  EXPECT_TRUE(batch_separable(rows_graph({relu, fused}, {{"w", w4}})));
 }
 
 TEST(BatchTiling, AnythingThatCouldMixSamplesIsNot) {
@@ -76,6 +81,9 @@ TEST(BatchTiling, AnythingThatCouldMixSamplesIsNot) {
   t.outputs = {"xt"};
   EXPECT_FALSE(batch_separable(rows_graph({t, node("MatMul", {"x", "xt"})})));
   EXPECT_FALSE(batch_separable(rows_graph({node("MatMul", {"w", "x"})}, {{"w", w}})));
+  Node fused_constant_sum = node("FusedMatMul", {"x", "w", "", "c"});
+  fused_constant_sum.domain = "deskml";
+  EXPECT_FALSE(batch_separable(rows_graph({fused_constant_sum}, {{"w", w}, {"c", spans_batch}})));
   EXPECT_FALSE(
       batch_separable(rows_graph({node("Reshape", {"x", "s"})}, {{"s", Tensor::from_vector<int64_t>({-1, 8}, {2})}})));
   // The batch size read as data.

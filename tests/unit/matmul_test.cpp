@@ -111,6 +111,41 @@ TEST(MatMul, EmptyInnerDimensionGivesZerosAndMismatchFails) {
   EXPECT_FALSE(run_node(make_node("MatMul", 2, 1), {random_values({}, 1), random_values({3}, 2)}).ok());
 }
 
+TEST(FusedMatMul, ResidualSumWithActivationsBeforeAndAfter) {
+  // Y = Tanh(Relu(A x B + bias) + Sum), A [2,3,4] flattened into rows.
+  graph::Node node = make_node(
+      "FusedMatMul", 4, 1, 1,
+      {{"trans_b", int64_t{0}}, {"pre_activation", std::string("Relu")}, {"activation", std::string("Tanh")}});
+  node.domain = "deskml";
+  const Tensor a = random_values({2, 3, 4}, 20), b = random_values({4, 5}, 21), bias = random_values({5}, 22),
+               sum = random_values({2, 3, 5}, 23);
+  auto r = run_node(node, {a, b, bias, sum}, 2);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const Tensor p =
+      matmul3(a.cast(DataType::kFloat64).reshaped({1, 6, 4}), b.cast(DataType::kFloat64).reshaped({1, 4, 5}));
+  std::vector<double> want;
+  for (int64_t i = 0; i < 30; ++i) {
+    const double v = std::max(0.0, p.data<double>()[i] + bias.cast(DataType::kFloat64).data<double>()[i % 5]);
+    want.push_back(std::tanh(v + sum.cast(DataType::kFloat64).data<double>()[i]));
+  }
+  expect_values((*r)[0], want, {2, 3, 5}, 1e-5);
+  // The caller's residual is left alone (the harness does not let the kernel take it).
+  EXPECT_EQ(as_doubles(sum), as_doubles(random_values({2, 3, 5}, 23)));
+
+  // No bias, an empty inner dimension: Y = Relu(0) + Sum, then Tanh.
+  auto e = run_node(node, {Tensor(DataType::kFloat32, {2, 0}), Tensor(DataType::kFloat32, {0, 5}), Tensor(),
+                           random_values({2, 5}, 24)});
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  std::vector<double> want_e;
+  for (double v : as_doubles(random_values({2, 5}, 24))) want_e.push_back(std::tanh(v));
+  expect_values((*e)[0], want_e, {2, 5}, 1e-6);
+
+  // A residual of another shape is an error, not a broadcast.
+  auto bad = run_node(node, {a, b, bias, random_values({1, 5}, 25)});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("fused sum input"), std::string::npos) << bad.status().to_string();
+}
+
 TEST(Gemm, TransposesScalesAndBroadcastsC) {
   const Tensor a = random_values({4, 3}, 10), b = random_values({5, 4}, 11);  // A^T is [3,4], B^T is [4,5]
   for (DataType dt : {DataType::kFloat32, DataType::kFloat64, DataType::kInt64}) {

@@ -736,6 +736,59 @@ TEST(OptimizerFuseMatMul, GemmWithAlphaTransAOrBroadcastCIsNotFused) {
   ASSERT_NO_FATAL_FAILURE(check_levels(original, {{"x", b.random({4, 16}, -1, 1)}, {"xt", b.random({16, 4}, -1, 1)}}));
 }
 
+TEST(OptimizerFuseMatMul, ResidualAddBecomesTheSumInput) {
+  // A transformer layer: h = Relu(x W1 + b1); y = h W2 + b2 + h (the skip), then an activation.
+  Builder b;
+  b.input("x", {Dim::named("batch"), Dim::of(5), Dim::of(16)});
+  const std::string h = b.op("Relu", {b.op("Add", {b.op("MatMul", {"x", b.init("w1", b.random({16, 16}, -0.3f, 0.3f))}),
+                                                   b.init("b1", b.random({16}, -0.2f, 0.2f))})});
+  const std::string m = b.op("Add", {b.op("MatMul", {h, b.init("w2", b.random({16, 16}, -0.3f, 0.3f))}),
+                                     b.init("b2", b.random({16}, -0.2f, 0.2f))});
+  b.node("Tanh", {b.op("Add", {h, m})}, {"y"});
+  b.output("y");
+  const graph::Model original = b.model();
+  EXPECT_EQ(apply(b.g, [](auto& e) { return optimizer::fuse_matmul(e); }), 2);
+  ASSERT_EQ(b.g.nodes.size(), 2u) << op_list(b.g);
+  const Node& f = b.g.nodes[1];
+  EXPECT_EQ(f.op_type, "FusedMatMul");
+  EXPECT_EQ(f.inputs, (std::vector<std::string>{h, "w2", "b2", h}));
+  EXPECT_EQ(f.attr_string("activation"), "Tanh");
+  EXPECT_FALSE(f.has_attr("pre_activation"));
+  EXPECT_EQ(f.outputs[0], "y");
+  ASSERT_NO_FATAL_FAILURE(check_levels(original, {{"x", b.random({3, 5, 16}, -1, 1)}}));
+}
+
+TEST(OptimizerFuseMatMul, ResidualAfterAnActivationWithoutBias) {
+  // y = Relu(x W) + r, r read again afterwards (so the sum cannot reuse r's buffer).
+  Builder b;
+  b.input("x", dims({4, 16}));
+  b.input("r", dims({4, 8}));
+  const std::string m = b.op("Relu", {b.op("MatMul", {"x", b.init("w", b.random({16, 8}, -0.25f, 0.25f))})});
+  b.node("Add", {"r", m}, {"y"});
+  b.node("Mul", {"r", "y"}, {"z"});
+  b.output("z");
+  const graph::Model original = b.model();
+  EXPECT_EQ(apply(b.g, [](auto& e) { return optimizer::fuse_matmul(e); }), 1);
+  ASSERT_EQ(b.g.nodes.size(), 2u) << op_list(b.g);
+  const Node& f = b.g.nodes[0];
+  EXPECT_EQ(f.inputs, (std::vector<std::string>{"x", "w", "", "r"}));
+  EXPECT_EQ(f.attr_string("pre_activation"), "Relu");
+  EXPECT_FALSE(f.has_attr("activation"));
+  ASSERT_NO_FATAL_FAILURE(check_levels(original, {{"x", b.random({4, 16}, -1, 1)}, {"r", b.random({4, 8}, -1, 1)}}));
+}
+
+TEST(OptimizerFuseMatMul, BroadcastingAddIsNotAResidual) {
+  Builder b;
+  b.input("x", dims({4, 16}));
+  b.input("r", dims({1, 8}));
+  b.node("Add", {b.op("MatMul", {"x", b.init("w", b.random({16, 8}, -0.25f, 0.25f))}), "r"}, {"y"});
+  b.output("y");
+  const graph::Model original = b.model();
+  EXPECT_EQ(apply(b.g, [](auto& e) { return optimizer::fuse_matmul(e); }), 1);
+  EXPECT_EQ(count_ops(b.g, "Add"), 1u) << op_list(b.g);
+  ASSERT_NO_FATAL_FAILURE(check_levels(original, {{"x", b.random({4, 16}, -1, 1)}, {"r", b.random({1, 8}, -1, 1)}}));
+}
+
 // ===========================================================================
 // convert_to_channels_last
 

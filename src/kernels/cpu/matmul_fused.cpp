@@ -1,7 +1,11 @@
-// deskml.FusedMatMul: Y = act(A x B + bias), the optimizer's fusion of
-// MatMul/Gemm with a constant 2-D B, a bias Add and an activation. A's leading
-// dims are flattened into rows; B is packed once into oneDNN's preferred
-// layout; bias and activation run inside the product as post-ops.
+// deskml.FusedMatMul: Y = act(pre(A x B + bias) + Sum), the optimizer's fusion
+// of MatMul/Gemm with a constant 2-D B, a bias Add, activations and a residual
+// Add. A's leading dims are flattened into rows; B is packed once into oneDNN's
+// preferred layout; bias, activations and the residual (a sum post-op, into the
+// residual's own buffer when this node is its last reader) run inside the
+// product.
+#include <cstring>
+
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
@@ -13,14 +17,18 @@ namespace {
 class FusedMatMulKernel final : public Kernel {
  public:
   explicit FusedMatMulKernel(const graph::Node& node)
-      : trans_b_(node.attr_int("trans_b", 0) != 0), act_(FusedActivation::from_node(node, "activation")) {}
+      : trans_b_(node.attr_int("trans_b", 0) != 0),
+        pre_(FusedActivation::from_node(node, "pre_activation")),
+        act_(FusedActivation::from_node(node, "activation")) {}
 
   Status compute(KernelContext& ctx) override {
     const Tensor& a = ctx.required_input(0);
     const Tensor& b = ctx.required_input(1);
     const Tensor* bias = ctx.input(2);
-    if (a.dtype() != DataType::kFloat32 || b.dtype() != DataType::kFloat32 || (bias && bias->dtype() != a.dtype())) {
-      return ctx.error("A, B and bias must be float32");
+    const Tensor* sum = ctx.input(3);
+    if (a.dtype() != DataType::kFloat32 || b.dtype() != DataType::kFloat32 || (bias && bias->dtype() != a.dtype()) ||
+        (sum && sum->dtype() != a.dtype())) {
+      return ctx.error("A, B, bias and the fused sum input must be float32");
     }
     if (a.rank() < 1 || b.rank() != 2) return ctx.error("A must have rank >= 1 and B rank 2");
     const int64_t k = a.dim(-1);
@@ -33,15 +41,33 @@ class FusedMatMulKernel final : public Kernel {
     const int64_t m = k == 0 ? a.numel() : a.numel() / k;
     Shape out_shape(a.shape().begin(), a.shape().end() - 1);
     out_shape.push_back(n);
-    Tensor& y = ctx.allocate_output(0, DataType::kFloat32, out_shape);
-    if (y.numel() == 0) return Status::Ok();
-    if (k == 0) {  // an empty sum: bias (or zero), then the activation
-      float* yp = y.data<float>();
-      for (int64_t i = 0; i < y.numel(); ++i) yp[i] = bias ? bias->data<float>()[i % n] : 0.0f;
-      act_.apply(yp, y.numel(), ctx.threads());
+    if (sum && sum->shape() != out_shape) {
+      return ctx.error("the fused sum input " + sum->description() + " must have the output's shape " +
+                       shape_to_string(out_shape));
+    }
+    const bool has_sum = sum != nullptr;
+    // Y: the residual's own buffer when this node may take it, else a fresh
+    // tensor (holding a copy of the residual when there is one).
+    Tensor y = has_sum ? ctx.take_input(3) : Tensor();  // `sum` dangles after a successful take
+    if (!y.defined()) {
+      y = Tensor(DataType::kFloat32, out_shape);
+      if (has_sum && y.nbytes() > 0) std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
+    }
+    if (y.numel() == 0) {
+      ctx.set_output(0, std::move(y));
       return Status::Ok();
     }
-    auto e = cache_.get({m, k, n, bias != nullptr}, [&] { return build(m, k, n, bias != nullptr); });
+    if (k == 0) {  // an empty product: bias (or zero), the activations and the sum
+      float* yp = y.data<float>();
+      for (int64_t i = 0; i < y.numel(); ++i) {
+        const float v = bias ? bias->data<float>()[i % n] : 0.0f;
+        yp[i] = has_sum ? pre_.apply(v) + yp[i] : v;
+      }
+      act_.apply(yp, y.numel(), ctx.threads());
+      ctx.set_output(0, std::move(y));
+      return Status::Ok();
+    }
+    auto e = cache_.get({m, k, n, bias != nullptr, has_sum}, [&] { return build(m, k, n, bias != nullptr, has_sum); });
     try {
       const onednn::PackedWeights packed = e->weights->get(b, e->user_w_md, e->w_md);  // held through the execution
       onednn::FastArgs args(e->slots);
@@ -53,6 +79,7 @@ class FusedMatMulKernel final : public Kernel {
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, ctx.node().label());
     }
+    ctx.set_output(0, std::move(y));
     return Status::Ok();
   }
 
@@ -64,7 +91,7 @@ class FusedMatMulKernel final : public Kernel {
     std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
   };
 
-  std::shared_ptr<Primitive> build(int64_t m, int64_t k, int64_t n, bool has_bias) const {
+  std::shared_ptr<Primitive> build(int64_t m, int64_t k, int64_t n, bool has_bias, bool has_sum) const {
     using dnnl::memory;
     auto e = std::make_shared<Primitive>();
     e->src_md = onednn::plain_desc({m, k});
@@ -74,6 +101,10 @@ class FusedMatMulKernel final : public Kernel {
     try {
       dnnl::primitive_attr attr = onednn::base_attr();
       dnnl::post_ops ops;
+      if (has_sum) {
+        pre_.append_to(ops);
+        ops.append_sum(1.0f);
+      }
       act_.append_to(ops);
       attr.set_post_ops(ops);
       const memory::desc w_any({k, n}, memory::data_type::f32, memory::format_tag::any);
@@ -90,7 +121,7 @@ class FusedMatMulKernel final : public Kernel {
   }
 
   bool trans_b_;
-  FusedActivation act_;
+  FusedActivation pre_, act_;  // pre_ applies before the sum (only with a sum input)
   onednn::PrimitiveCache<Primitive> cache_;
   mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
 };
