@@ -242,7 +242,7 @@ class ConvKernel final : public Kernel {
         // Geometry and primitive come together from the per-shape cache.
         const auto e = entry(x_in, w, b != nullptr, sum != nullptr);
         DESKML_RETURN_IF_ERROR(check_operands(ctx, e->g, e->out_shape, b, sum));
-        Tensor y = output_buffer(ctx, sum, e->out_shape);
+        Tensor y = residual_output(ctx, 3, sum, e->out_shape);  // `sum` dangles after a take
         run_f32(ctx, *e, x_in, w, b, sum != nullptr, y);
         ctx.set_output(0, std::move(y));
         return Status::Ok();
@@ -328,17 +328,6 @@ class ConvKernel final : public Kernel {
                        shape_to_string(out_shape));
     }
     return Status::Ok();
-  }
-
-  // The output: the residual's own buffer when this node may take it (in-place
-  // sum), else a fresh tensor (holding a copy of the residual when there is one).
-  static Tensor output_buffer(KernelContext& ctx, const Tensor* sum, const Shape& shape) {
-    if (sum == nullptr) return Tensor(DataType::kFloat32, shape);
-    Tensor taken = ctx.take_input(3);  // `sum` dangles after a successful take
-    if (taken.defined()) return taken;
-    Tensor y(DataType::kFloat32, shape);
-    std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
-    return y;
   }
 
   template <typename T>

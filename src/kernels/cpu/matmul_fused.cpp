@@ -4,7 +4,6 @@
 // preferred layout; bias, activations and the residual (a sum post-op, into the
 // residual's own buffer when this node is its last reader) run inside the
 // product.
-#include <cstring>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
@@ -46,13 +45,7 @@ class FusedMatMulKernel final : public Kernel {
                        shape_to_string(out_shape));
     }
     const bool has_sum = sum != nullptr;
-    // Y: the residual's own buffer when this node may take it, else a fresh
-    // tensor (holding a copy of the residual when there is one).
-    Tensor y = has_sum ? ctx.take_input(3) : Tensor();  // `sum` dangles after a successful take
-    if (!y.defined()) {
-      y = Tensor(DataType::kFloat32, out_shape);
-      if (has_sum && y.nbytes() > 0) std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
-    }
+    Tensor y = residual_output(ctx, 3, sum, out_shape);  // `sum` dangles after a take
     if (y.numel() == 0) {
       ctx.set_output(0, std::move(y));
       return Status::Ok();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/cpu/avx512_math.hpp"
 #include "kernels/cpu/common.hpp"
@@ -77,6 +78,15 @@ void FusedActivation::apply(float* data, int64_t n, int threads) const {
   parallel_for(n, threads, 8, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) data[i] = apply(data[i]);
   });
+}
+
+Tensor residual_output(KernelContext& ctx, size_t index, const Tensor* sum, const Shape& shape) {
+  if (sum == nullptr) return Tensor(DataType::kFloat32, shape);
+  Tensor taken = ctx.take_input(index);
+  if (taken.defined()) return taken;
+  Tensor y(DataType::kFloat32, shape);
+  if (y.nbytes() > 0) std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
+  return y;
 }
 
 }  // namespace deskml::kernels::cpu

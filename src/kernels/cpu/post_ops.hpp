@@ -7,6 +7,7 @@
 #include <string>
 
 #include "graph/graph.hpp"
+#include "kernels/kernel.hpp"
 
 namespace deskml::kernels::cpu {
 
@@ -26,5 +27,11 @@ struct FusedActivation {
   // our own after the primitive costs about a quarter of that.
   bool faster_unfused() const;
 };
+
+// The output of a fused op that adds a residual (input `index`, nullptr when
+// absent) as oneDNN's sum post-op: the residual's own buffer when the node may
+// take it (in-place sum; `sum` dangles afterwards), else a fresh tensor of
+// `shape` holding a copy of the residual (an uninitialised one without it).
+Tensor residual_output(KernelContext& ctx, size_t index, const Tensor* sum, const Shape& shape);
 
 }  // namespace deskml::kernels::cpu
