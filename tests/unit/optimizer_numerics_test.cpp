@@ -550,5 +550,41 @@ TEST(OptimizerNumerics, ConvWeightsFedAsInputAreReadEachRun) {
   }
 }
 
+TEST(OptimizerNumerics, BinaryOpsWorkInPlaceOnlyOverValuesNobodyReadsLater) {
+  // h's last reader is Mul (broadcast constant first, so Mul takes its input 1), m's is Add
+  // (input 0); n is read again after Sub, and g is a graph output, so neither may be taken.
+  Builder b;
+  b.input("x", dims({2, 3, 4}));
+  const Tensor c = b.random({4}, -1, 1), d = b.random({3, 1}, -1, 1);
+  const std::string h = b.op("Relu", {"x"});
+  const std::string m = b.op("Mul", {b.init("c", c), h});
+  b.node("Add", {m, b.init("d", d)}, {"k"});
+  const std::string n = b.op("Neg", {"x"});
+  const std::string e = b.op("Sub", {n, b.scalar(0.5f)});
+  b.node("Mul", {n, e}, {"f"});
+  b.node("Sigmoid", {"x"}, {"g"});
+  b.node("Add", {"g", b.scalar(1.0f)}, {"q"});
+  for (const char* y : {"k", "f", "g", "q"}) b.output(y);
+  const Tensor x = b.random({2, 3, 4}, -2, 2);
+  for (int level : {0, 2}) {
+    SCOPED_TRACE("level " + std::to_string(level));
+    auto s = make_session(b.model(), level);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    for (int run = 0; run < 3; ++run) {  // the third run replays the run arena's plan
+      const auto out = run_session(**s, {{"x", x}});
+      ASSERT_EQ(out.size(), 4u);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const float v = x.data<float>()[i];
+        const float cv = c.data<float>()[i % 4], dv = d.data<float>()[(i / 4) % 3];
+        const float sig = 1.0f / (1.0f + std::exp(-v));
+        EXPECT_NEAR(out[0].second.data<float>()[i], cv * std::max(v, 0.0f) + dv, 1e-6f) << i;
+        EXPECT_NEAR(out[1].second.data<float>()[i], -v * (-v - 0.5f), 1e-5f) << i;
+        EXPECT_NEAR(out[2].second.data<float>()[i], sig, 1e-6f) << i;
+        EXPECT_NEAR(out[3].second.data<float>()[i], sig + 1.0f, 1e-6f) << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace deskml

@@ -105,6 +105,36 @@ TEST(Pool, MaxAndAverageMatchNaiveReference) {
   }
 }
 
+TEST(NhwcGlobalPool, RowBandsAndWholeImagesAgreeWithTheReference) {
+  // Fewer images than threads: each thread pools a band of rows, then the bands are joined.
+  // As many images as threads or more: whole images per thread. Odd planes, 70 channels.
+  for (const Shape& shape : {Shape{1, 5, 7, 70}, Shape{2, 3, 3, 70}, Shape{3, 1, 1, 5}, Shape{1, 1, 1, 3}}) {
+    for (int threads : {1, 2, 3, 4}) {
+      const Tensor x = random_input(shape, 17);
+      const int64_t n = shape[0], plane = shape[1] * shape[2], c = shape[3];
+      for (bool max : {false, true}) {
+        graph::Node node = make_node(max ? "NhwcGlobalMaxPool" : "NhwcGlobalAveragePool", 1, 1, 1);
+        node.domain = "deskml";
+        auto r = run_node(node, {x}, threads);
+        ASSERT_TRUE(r.ok()) << r.status().to_string();
+        std::vector<double> want;
+        for (int64_t b = 0; b < n; ++b) {
+          for (int64_t k = 0; k < c; ++k) {
+            double acc = max ? -1e30 : 0.0;
+            for (int64_t p = 0; p < plane; ++p) {
+              const double v = x.data<float>()[(b * plane + p) * c + k];
+              acc = max ? std::max(acc, v) : acc + v;
+            }
+            want.push_back(max ? acc : acc / static_cast<double>(plane));
+          }
+        }
+        SCOPED_TRACE(shape_to_string(shape) + " threads " + std::to_string(threads) + (max ? " max" : " avg"));
+        expect_values((*r)[0], want, {n, 1, 1, c});
+      }
+    }
+  }
+}
+
 TEST(Pool, CeilModeDropsWindowsStartingInTheRightPad) {
   // in 5, k 2, s 2, pads 1/1: floor gives 3, plain ceil 4, but window 4 would start at 6 >= 5 + 1.
   const Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 5}, {1, 1, 5});

@@ -133,21 +133,36 @@ Result<Shape> output_shape(const KernelContext& ctx, const Tensor& a, const Tens
 // Both inputs of one dtype; the output is that dtype or bool.
 template <TypeSet S, bool kBoolOut, typename Op>
 Status binary_same(KernelContext& ctx, int64_t cost, const Op& op) {
-  const Tensor& a = ctx.required_input(0);
-  Tensor b = ctx.required_input(1);
-  if (a.dtype() != b.dtype()) {
-    return ctx.error("inputs have different types: " + a.description() + " and " + b.description());
+  const Tensor* a = &ctx.required_input(0);
+  const Tensor* b = &ctx.required_input(1);
+  if (a->dtype() != b->dtype()) {
+    return ctx.error("inputs have different types: " + a->description() + " and " + b->description());
   }
+  Tensor legacy_b;
   if (ctx.opset() < 7) {
-    DESKML_ASSIGN_OR_RETURN(b, legacy_rhs(ctx, a, b));
+    DESKML_ASSIGN_OR_RETURN(legacy_b, legacy_rhs(ctx, *a, *b));
+    b = &legacy_b;
   }
-  DESKML_ASSIGN_OR_RETURN(Shape shape, output_shape(ctx, a, b));
-  Tensor& out = ctx.allocate_output(0, kBoolOut ? DataType::kBool : a.dtype(), std::move(shape));
-  dispatch_set<S>(a.dtype(), ctx.node().op_type, [&](auto tag) {
+  DESKML_ASSIGN_OR_RETURN(Shape shape, output_shape(ctx, *a, *b));
+  // In place over an input of the output's shape whose last reader this node
+  // is: every element is read just before its own slot is written, and a
+  // thread writes the bytes it has just read. (A taken input's reference
+  // dangles, so `a` or `b` then points at the output.)
+  Tensor out;
+  if (!kBoolOut && ctx.opset() >= 7) {
+    if (a->shape() == shape && (out = ctx.take_input(0)).defined()) {
+      a = &out;
+    } else if (b->shape() == shape && (out = ctx.take_input(1)).defined()) {
+      b = &out;
+    }
+  }
+  if (!out.defined()) out = Tensor(kBoolOut ? DataType::kBool : a->dtype(), std::move(shape));
+  dispatch_set<S>(a->dtype(), ctx.node().op_type, [&](auto tag) {
     using T = decltype(tag);
     using Out = std::conditional_t<kBoolOut, bool, T>;
-    binary_apply<T, T, Out>(a, b, out, ctx.threads(), cost, op);
+    binary_apply<T, T, Out>(*a, *b, out, ctx.threads(), cost, op);
   });
+  ctx.set_output(0, std::move(out));
   return Status::Ok();
 }
 

@@ -7,6 +7,7 @@
 // batch of N x C/16 images of 16 channels, which is how they run.
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
@@ -144,28 +145,55 @@ Status nhwc_global_pool(KernelContext& ctx, bool max) {
   Tensor& y = ctx.allocate_output(0, DataType::kFloat32, {n, 1, 1, c});
   const float* xp = x.data<float>();
   float* yp = y.data<float>();
-  // Parallel over (batch, channel block); each block sums the plane with contiguous rows.
-  constexpr int64_t kChannelBlock = 64;
-  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
-  parallel_for(n * blocks, ctx.threads(), plane * kChannelBlock, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t b = t / blocks, c0 = (t % blocks) * kChannelBlock, c1 = std::min(c, c0 + kChannelBlock);
-      float* out = yp + b * c;
-      for (int64_t k = c0; k < c1; ++k) out[k] = max ? std::numeric_limits<float>::lowest() : 0.0f;
-      for (int64_t p = 0; p < plane; ++p) {
-        const float* in = xp + (b * plane + p) * c;
-        if (max) {
-          for (int64_t k = c0; k < c1; ++k) out[k] = std::max(out[k], in[k]);
-        } else {
-          for (int64_t k = c0; k < c1; ++k) out[k] += in[k];
+  const float init = max ? std::numeric_limits<float>::lowest() : 0.0f;
+  // acc[k] (op)= the pixels [p0, p1) of image b, channel by channel.
+  auto accumulate = [&](float* acc, int64_t b, int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* in = xp + (b * plane + p) * c;
+      if (max) {
+        for (int64_t k = 0; k < c; ++k) acc[k] = std::max(acc[k], in[k]);
+      } else {
+        for (int64_t k = 0; k < c; ++k) acc[k] += in[k];
+      }
+    }
+  };
+  const float inv = !max && plane > 0 ? 1.0f / static_cast<float>(plane) : 1.0f;
+  const int threads = ctx.threads();
+  if (n >= threads || threads <= 1) {
+    // Whole images per thread.
+    parallel_for(n, threads, plane * c, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        float* out = yp + b * c;
+        std::fill(out, out + c, init);
+        accumulate(out, b, 0, plane);
+        if (!max) {
+          for (int64_t k = 0; k < c; ++k) out[k] *= inv;
         }
       }
-      if (!max && plane > 0) {
-        const float inv = 1.0f / static_cast<float>(plane);
-        for (int64_t k = c0; k < c1; ++k) out[k] *= inv;
+    });
+    return Status::Ok();
+  }
+  // Fewer images than threads: each thread takes a band of every image's rows
+  // (the band its producer most likely wrote, as elementwise loops and
+  // row-split convolutions do), then the threads' partial results are joined.
+  thread_local std::vector<float> scratch;  // the calling thread's; workers use `partial`
+  scratch.assign(static_cast<size_t>(threads * n * c), init);
+  float* partial = scratch.data();
+  parallel_for(threads, threads, n * plane * c / threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      for (int64_t b = 0; b < n; ++b) {
+        accumulate(partial + (t * n + b) * c, b, plane * t / threads, plane * (t + 1) / threads);
       }
     }
   });
+  for (int64_t i = 0; i < n * c; ++i) {
+    float v = partial[i];
+    for (int t = 1; t < threads; ++t) {
+      const float w = partial[t * n * c + i];
+      v = max ? std::max(v, w) : v + w;
+    }
+    yp[i] = max ? v : v * inv;
+  }
   return Status::Ok();
 }
 
