@@ -41,6 +41,61 @@ void activation_before_sum(graph::Node& f) {
 
 bool near(float v, float want) { return std::fabs(v - want) <= 1e-4f * std::fabs(want); }
 
+// The nodes a fusion absorbs after its root: the fused node takes the last
+// absorbed node's place and output, and the nodes before it are removed.
+class Absorber {
+ public:
+  Absorber(GraphEditor& editor, size_t root)
+      : editor_(editor), y_(editor.graph().nodes[root].outputs[0]), last_(root) {}
+
+  const std::string& output() const { return y_; }
+  // The node that alone reads the output so far, or nullptr.
+  graph::Node* reader() const { return editor_.sole_reader(y_); }
+  void take(const graph::Node& n) {
+    absorbed_.push_back(last_);
+    last_ = static_cast<size_t>(&n - editor_.graph().nodes.data());
+    y_ = n.outputs[0];
+  }
+
+  // [activation] [Add residual] [activation] into `f`: a residual of the
+  // output's shape becomes input 3 (oneDNN's sum post-op, written into the
+  // residual's buffer), an activation before it f's pre_activation.
+  void take_activations_and_residual(graph::Node& f) {
+    take_activation(f);
+    graph::Node* n = reader();
+    if (!n || !is_op(*n, "Add") || n->inputs.size() != 2 || n->inputs[0] == n->inputs[1]) return;
+    const std::string& r = other_input(*n, y_);
+    if (!same_shape(editor_, r, y_) || editor_.dtype_of(r) != DataType::kFloat32) return;
+    f.inputs.resize(3);  // an absent bias stays an empty input
+    f.inputs.push_back(r);
+    activation_before_sum(f);
+    take(*n);
+    take_activation(f);
+  }
+
+  // Puts `f` in the last absorbed node's place, with its output, and removes the others.
+  void replace_with(graph::Node f) {
+    f.outputs = {y_};
+    editor_.graph().nodes[last_] = std::move(f);
+    for (size_t n : absorbed_) editor_.mark_removed(n);
+  }
+
+ private:
+  void take_activation(graph::Node& f) {
+    if (graph::Node* n = reader()) {
+      if (auto act = match_activation(editor_, *n); act && n->inputs[0] == y_) {
+        set_activation_attrs(f, "activation", *act);
+        take(*n);
+      }
+    }
+  }
+
+  GraphEditor& editor_;
+  std::string y_;  // the fused node's output so far
+  size_t last_;    // the node the fused one will replace
+  std::vector<size_t> absorbed_;
+};
+
 }  // namespace
 
 int fold_batch_norm(GraphEditor& editor) {
@@ -188,39 +243,9 @@ int fuse_conv(GraphEditor& editor) {
     f.domain = kDeskmlDomain;
     f.opset = 1;
     f.inputs.resize(3);
-    std::string y = conv.outputs[0];
-    size_t last = i;
-    std::vector<size_t> chain;
-    auto take = [&](graph::Node* n) {
-      chain.push_back(last);
-      last = static_cast<size_t>(n - g.nodes.data());
-      y = n->outputs[0];
-    };
-    // [activation] [Add residual] [activation]
-    if (graph::Node* n = editor.sole_reader(y)) {
-      if (auto act = match_activation(editor, *n); act && n->inputs[0] == y) {
-        set_activation_attrs(f, "activation", *act);
-        take(n);
-      }
-    }
-    if (graph::Node* n = editor.sole_reader(y);
-        n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
-      const std::string& r = other_input(*n, y);
-      if (same_shape(editor, r, y) && editor.dtype_of(r) == DataType::kFloat32) {
-        f.inputs.push_back(r);
-        activation_before_sum(f);
-        take(n);
-        if (graph::Node* a = editor.sole_reader(y)) {
-          if (auto act = match_activation(editor, *a); act && a->inputs[0] == y) {
-            set_activation_attrs(f, "activation", *act);
-            take(a);
-          }
-        }
-      }
-    }
-    f.outputs = {y};
-    g.nodes[last] = std::move(f);
-    for (size_t n : chain) editor.mark_removed(n);
+    Absorber chain(editor, i);
+    chain.take_activations_and_residual(f);
+    chain.replace_with(std::move(f));
     ++fused;
   }
   editor.remove_marked();
@@ -262,49 +287,20 @@ int fuse_matmul(GraphEditor& editor) {
     } else {
       f.attributes["trans_b"] = int64_t{0};
     }
-    std::string y = mm.outputs[0];
-    size_t last = i;
-    std::vector<size_t> chain;
-    auto take = [&](graph::Node* n) {
-      chain.push_back(last);
-      last = static_cast<size_t>(n - g.nodes.data());
-      y = n->outputs[0];
-    };
+    Absorber chain(editor, i);
     if (f.inputs.size() == 2) {  // MatMul + Add(bias [N])
-      if (graph::Node* n = editor.sole_reader(y); n && is_op(*n, "Add") && n->inputs.size() == 2) {
-        const Tensor* bias = editor.constant(other_input(*n, y));
+      if (graph::Node* n = chain.reader(); n && is_op(*n, "Add") && n->inputs.size() == 2) {
+        const std::string& other = other_input(*n, chain.output());
+        const Tensor* bias = editor.constant(other);
         if (bias && bias->dtype() == DataType::kFloat32 && bias->numel() == n_out && bias->rank() >= 1 &&
             bias->dim(-1) == n_out && (bias->rank() == 1 || bias->rank() <= static_cast<int64_t>(a_rank))) {
-          f.inputs.push_back(other_input(*n, y));
-          take(n);
+          f.inputs.push_back(other);
+          chain.take(*n);
         }
       }
     }
-    auto take_activation = [&] {
-      if (graph::Node* n = editor.sole_reader(y)) {
-        if (auto act = match_activation(editor, *n); act && n->inputs[0] == y) {
-          set_activation_attrs(f, "activation", *act);
-          take(n);
-        }
-      }
-    };
-    // [activation] [Add residual] [activation]: a transformer's skip connection
-    // becomes oneDNN's sum post-op, written into the residual's buffer.
-    take_activation();
-    if (graph::Node* n = editor.sole_reader(y);
-        n && is_op(*n, "Add") && n->inputs.size() == 2 && n->inputs[0] != n->inputs[1]) {
-      const std::string& r = other_input(*n, y);
-      if (same_shape(editor, r, y) && editor.dtype_of(r) == DataType::kFloat32) {
-        f.inputs.resize(3);  // the bias stays optional
-        f.inputs.push_back(r);
-        activation_before_sum(f);
-        take(n);
-        take_activation();
-      }
-    }
-    f.outputs = {y};
-    g.nodes[last] = std::move(f);
-    for (size_t n : chain) editor.mark_removed(n);
+    chain.take_activations_and_residual(f);  // a transformer's skip connection
+    chain.replace_with(std::move(f));
     ++fused;
   }
   editor.remove_marked();

@@ -4,7 +4,6 @@
 // preferred layout; bias, activations and the residual (a sum post-op, into the
 // residual's own buffer when this node is its last reader) run inside the
 // product.
-
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
