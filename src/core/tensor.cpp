@@ -127,6 +127,20 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::view(int64_t offset, Shape shape) const {
+  Tensor t;
+  t.dtype_ = dtype_;
+  t.numel_ = shape_numel(shape);
+  if (offset < 0 || t.numel_ < 0 || offset > numel_ - t.numel_) {
+    throw_status(invalid_argument("a view of " + shape_to_string(shape) + " at element " + std::to_string(offset) +
+                                  " is outside " + description()));
+  }
+  t.shape_ = std::move(shape);
+  t.storage_ = storage_;
+  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(offset) * dtype_size(dtype_);
+  return t;
+}
+
 Tensor Tensor::rows(int64_t begin, int64_t count) const {
   if (shape_.empty() || begin < 0 || count < 0 || begin + count > shape_[0]) {
     throw_status(invalid_argument("rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) +

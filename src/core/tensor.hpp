@@ -61,6 +61,9 @@ class Tensor {
   // Rows [begin, begin + count) along axis 0, sharing this tensor's storage (no
   // copy). Throws on a scalar or a range outside dim 0.
   Tensor rows(int64_t begin, int64_t count) const;
+  // Elements [offset, offset + numel(shape)) as a tensor of `shape`, sharing
+  // this tensor's storage (no copy). Throws when the range is outside.
+  Tensor view(int64_t offset, Shape shape) const;
   // The rows of `parts` one after another along axis 0, in a new tensor. Every
   // part must have the first one's dtype, rank (>= 1) and dims after the first;
   // callers check that.

@@ -24,7 +24,8 @@ Tensor KernelContext::take_input(size_t i) {
 
 Tensor& KernelContext::allocate_output(size_t i, DataType dtype, Shape shape) {
   if (i >= outputs_.size()) throw_status(error("output " + std::to_string(i) + " does not exist"));
-  outputs_[i] = Value::from_tensor(Tensor(dtype, std::move(shape)));
+  Tensor placed = placer_ != nullptr ? placer_->place(i, dtype, shape) : Tensor();
+  outputs_[i] = Value::from_tensor(placed.defined() ? std::move(placed) : Tensor(dtype, std::move(shape)));
   return outputs_[i].tensor;
 }
 

@@ -25,6 +25,16 @@ class SubgraphRunner {
   virtual Result<std::vector<Value>> run(const std::string& attr, std::vector<Value> inputs) = 0;
 };
 
+// Where the executor wants a node's output to live: a view into a buffer it
+// planned (a later Concat's output, so that the Concat has nothing to copy).
+class OutputPlacer {
+ public:
+  virtual ~OutputPlacer() = default;
+  // A tensor of exactly this type and shape, or an undefined one when the
+  // executor has no place for output `output` of that type and shape.
+  virtual Tensor place(size_t output, DataType dtype, const Shape& shape) = 0;
+};
+
 class KernelContext {
  public:
   KernelContext(const graph::Node& node, std::span<const Value* const> inputs, std::vector<Value>& outputs,
@@ -47,13 +57,16 @@ class KernelContext {
   Tensor take_input(size_t i);
   // Set by the executor: slot i is non-null when input i may be taken.
   void allow_taking(std::span<Value* const> donatable) { donatable_ = donatable; }
+  // Set by the executor when it has planned places for some outputs.
+  void set_placer(OutputPlacer* placer) { placer_ = placer; }
   // Any value (sequence-aware kernels); nullptr when absent.
   const Value* input_value(size_t i) const { return i < inputs_.size() ? inputs_[i] : nullptr; }
 
   size_t num_outputs() const { return outputs_.size(); }
   // False for outputs the model leaves unnamed (not needed).
   bool output_wanted(size_t i) const { return i < node_.outputs.size() && !node_.outputs[i].empty(); }
-  // Allocates output i with the given type and shape and returns it for writing.
+  // Allocates output i with the given type and shape and returns it for
+  // writing (uninitialised; in the place the executor planned for it, if any).
   Tensor& allocate_output(size_t i, DataType dtype, Shape shape);
   // Sets output i to an existing tensor (a view sharing storage is fine: inputs are never written).
   void set_output(size_t i, Tensor t);
@@ -69,6 +82,7 @@ class KernelContext {
   SubgraphRunner* subgraphs_;
   int threads_;
   std::span<Value* const> donatable_;
+  OutputPlacer* placer_ = nullptr;
 };
 
 class Kernel {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "runtime/concat_places.hpp"
 #include "runtime/session.hpp"  // Profile
 
 namespace deskml::runtime {
@@ -86,9 +87,14 @@ Result<std::unique_ptr<ExecutionPlan>> ExecutionPlan::build(
   visible.insert(visible.end(), plan->slot_names_.begin(), plan->slot_names_.end());
 
   std::vector<int> last_use(plan->slot_names_.size() + outer_scope.size() + 1, -1);
+  std::vector<int> reads(last_use.size(), 0);
   auto touch = [&](int s, int step) {
-    if (static_cast<size_t>(s) >= last_use.size()) last_use.resize(static_cast<size_t>(s) + 1, -1);
+    if (static_cast<size_t>(s) >= last_use.size()) {
+      last_use.resize(static_cast<size_t>(s) + 1, -1);
+      reads.resize(last_use.size(), 0);
+    }
     last_use[static_cast<size_t>(s)] = step;
+    ++reads[static_cast<size_t>(s)];
   };
   for (size_t step = 0; step < order.size(); ++step) {
     const graph::Node& node = graph.nodes[order[step]];
@@ -142,6 +148,7 @@ Result<std::unique_ptr<ExecutionPlan>> ExecutionPlan::build(
       pn->donatable[k] = std::find(pn->release_after.begin(), pn->release_after.end(), s) != pn->release_after.end();
     }
   }
+  plan->concat_buffers_ = plan_concat_places(plan->nodes_, reads, keep);
   return plan;
 }
 
@@ -173,8 +180,8 @@ Result<kernels::Kernel*> ExecutionPlan::kernel_for(const PlannedNode& pn,
                      list + ")");
 }
 
-Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots, const OuterLookup& outer,
-                               const RunControl& control) const {
+Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots, std::vector<Tensor>& concat_buffers,
+                               const OuterLookup& outer, const RunControl& control) const {
   std::vector<const Value*> inputs(pn.inputs.size(), nullptr);
   for (size_t i = 0; i < pn.inputs.size(); ++i) {
     const int s = pn.inputs[i];
@@ -191,6 +198,8 @@ Status ExecutionPlan::run_node(const PlannedNode& pn, std::vector<Value>& slots,
       if (pn.donatable[i] && inputs[i] != nullptr) donatable[i] = &slots[static_cast<size_t>(pn.inputs[i])];
     }
     ctx.allow_taking(donatable);
+    ConcatPlacer placer(pn, nodes_, concat_buffers);
+    if (!pn.places.empty() || pn.concat_buffer >= 0) ctx.set_placer(&placer);
     Status st = kernel->compute(ctx);
     if (!st.ok()) return st.message().rfind(node.label(), 0) == 0 ? st : st.with_context(node.label());
   } catch (const Error& e) {
@@ -221,13 +230,14 @@ Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const O
     if (v == nullptr) return internal_error("outer value '" + name + "' is not available");
     slots[static_cast<size_t>(s)] = *v;
   }
+  std::vector<Tensor> concat_buffers(static_cast<size_t>(concat_buffers_));
   for (const auto& pn : nodes_) {
     DESKML_RETURN_IF_ERROR(control.check());
     if (control.profile == nullptr) {
-      DESKML_RETURN_IF_ERROR(run_node(*pn, slots, outer, control));
+      DESKML_RETURN_IF_ERROR(run_node(*pn, slots, concat_buffers, outer, control));
     } else {
       const auto t0 = std::chrono::steady_clock::now();
-      Status st = run_node(*pn, slots, outer, control);
+      Status st = run_node(*pn, slots, concat_buffers, outer, control);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       const graph::Node& node = *pn->node;
       control.profile->entries.push_back(
@@ -241,6 +251,10 @@ Result<std::vector<Value>> ExecutionPlan::run(std::vector<Value> inputs, const O
           *control.largest_tensor_bytes = std::max(*control.largest_tensor_bytes, bytes);
         }
       }
+    }
+    if (pn->concat_buffer >= 0) {
+      remember_concat_inputs(*pn, slots);
+      concat_buffers[static_cast<size_t>(pn->concat_buffer)] = Tensor();  // lives on as the output, if it is
     }
     for (int s : pn->release_after) slots[static_cast<size_t>(s)] = Value{};
   }

@@ -27,6 +27,19 @@ struct PlannedNode {
   std::vector<bool> donatable;     // per input: its last reader, read once, so a kernel may take it
   std::map<std::string, std::unique_ptr<ExecutionPlan>> subgraphs;  // by attribute name
 
+  // Zero-copy Concat (runtime/concat_places.hpp). Per output: the Concat that
+  // reads it, as an index into the plan's nodes, and its position among that
+  // Concat's inputs; {-1, 0} for outputs without a place.
+  struct Place {
+    int concat = -1;
+    int position = 0;
+  };
+  std::vector<Place> places;
+  // On a Concat whose inputs have places: its buffer among a run's buffers,
+  // and the input shapes of its latest run (guarded by `mutex`).
+  int concat_buffer = -1;
+  mutable std::vector<Shape> concat_seen;
+
   // Kernels are chosen on first run from the actual input types; a node sees
   // one type combination in practice, so this is a tiny cache.
   struct Choice {
@@ -68,8 +81,8 @@ class ExecutionPlan {
   const graph::Graph& graph() const { return *graph_; }
 
  private:
-  Status run_node(const PlannedNode& pn, std::vector<Value>& slots, const OuterLookup& outer,
-                  const RunControl& control) const;
+  Status run_node(const PlannedNode& pn, std::vector<Value>& slots, std::vector<Tensor>& concat_buffers,
+                  const OuterLookup& outer, const RunControl& control) const;
   Result<kernels::Kernel*> kernel_for(const PlannedNode& pn, const std::vector<const Value*>& inputs) const;
 
   const graph::Graph* graph_ = nullptr;
@@ -82,6 +95,7 @@ class ExecutionPlan {
   std::vector<std::pair<int, std::string>> outer_slots_;
   std::vector<std::string> outer_names_;
   std::vector<std::unique_ptr<PlannedNode>> nodes_;
+  int concat_buffers_ = 0;  // Concats with places (a run holds a buffer for each)
 };
 
 }  // namespace deskml::runtime

@@ -92,10 +92,20 @@ Status concat_kernel(KernelContext& ctx) {
   dispatch_storage(first.dtype(), [&](auto tag) {
     using S = decltype(tag);
     S* dst = storage_ptr<S>(out);
+    // Inputs the executor had written into the output already (zero-copy
+    // Concat, runtime/concat_places.hpp) stay as they are.
+    std::vector<bool> in_place(ins.size(), false);
+    size_t copies = ins.size();
+    for (size_t k = 0; k < ins.size() && outer == 1; ++k) {
+      in_place[k] = storage_ptr<S>(*ins[k]) == dst + offset[k];
+      copies -= in_place[k] ? 1 : 0;
+    }
+    if (copies == 0) return;
     parallel_for(outer * n, ctx.threads(), out_inner / n + 1, [&](int64_t lo, int64_t hi) {
       for (int64_t u = lo; u < hi; ++u) {
         const int64_t o = u / n;
         const size_t k = static_cast<size_t>(u % n);
+        if (in_place[k]) continue;
         const S* src = storage_ptr<S>(*ins[k]) + o * inner[k];
         std::copy_n(src, inner[k], dst + o * out_inner + offset[k]);
       }

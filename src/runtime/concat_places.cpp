@@ -1,0 +1,108 @@
+#include "runtime/concat_places.hpp"
+
+#include <mutex>
+
+namespace deskml::runtime {
+
+int plan_concat_places(std::vector<std::unique_ptr<PlannedNode>>& nodes, const std::vector<int>& reads,
+                       const std::unordered_set<int>& kept) {
+  // Which node, and which of its outputs, writes each slot.
+  std::vector<std::pair<int, int>> producer;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const PlannedNode& pn = *nodes[i];
+    for (size_t k = 0; k < pn.outputs.size(); ++k) {
+      const int s = pn.outputs[k];
+      if (s < 0) continue;
+      if (static_cast<size_t>(s) >= producer.size()) producer.resize(static_cast<size_t>(s) + 1, {-1, 0});
+      producer[static_cast<size_t>(s)] = {static_cast<int>(i), static_cast<int>(k)};
+    }
+  }
+  int buffers = 0;
+  for (size_t c = 0; c < nodes.size(); ++c) {
+    PlannedNode& cat = *nodes[c];
+    if (!cat.node->domain.empty() || cat.node->op_type != "Concat" || !cat.subgraphs.empty()) continue;
+    bool placed = false;
+    for (size_t k = 0; k < cat.inputs.size(); ++k) {
+      const int s = cat.inputs[k];
+      if (s < 0 || static_cast<size_t>(s) >= producer.size() || producer[static_cast<size_t>(s)].first < 0) continue;
+      if (kept.count(s) || static_cast<size_t>(s) >= reads.size() || reads[static_cast<size_t>(s)] != 1) continue;
+      PlannedNode& p = *nodes[static_cast<size_t>(producer[static_cast<size_t>(s)].first)];
+      if (!p.subgraphs.empty()) continue;
+      p.places.resize(p.outputs.size());
+      p.places[static_cast<size_t>(producer[static_cast<size_t>(s)].second)] = {static_cast<int>(c),
+                                                                                static_cast<int>(k)};
+      placed = true;
+    }
+    if (placed) cat.concat_buffer = buffers++;
+  }
+  return buffers;
+}
+
+Tensor ConcatPlacer::place(size_t output, DataType dtype, const Shape& shape) {
+  if (node_.concat_buffer >= 0 && output == 0) {
+    // The Concat itself: its buffer, when its producers made one of this shape.
+    const Tensor& b = buffers_[static_cast<size_t>(node_.concat_buffer)];
+    if (b.defined() && b.dtype() == dtype && b.shape() == shape) return b;
+  }
+  return place_in_concat(node_, output, dtype, shape);
+}
+
+Tensor ConcatPlacer::place_in_concat(const PlannedNode& node, size_t output, DataType dtype, const Shape& shape) {
+  if (output >= node.places.size() || node.places[output].concat < 0) return Tensor();
+  const PlannedNode& cat = *nodes_[static_cast<size_t>(node.places[output].concat)];
+  const auto position = static_cast<size_t>(node.places[output].position);
+  Shape full;
+  int64_t before = 0;  // along the axis, of the inputs ahead of this one
+  int64_t inner = 1;   // elements per step along the axis
+  {
+    std::lock_guard lock(cat.mutex);
+    const std::vector<Shape>& seen = cat.concat_seen;
+    if (seen.size() != cat.inputs.size() || seen[position] != shape) return Tensor();
+    const auto rank = static_cast<int64_t>(shape.size());
+    int64_t axis = cat.node->attr_int("axis", 1);
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank) return Tensor();
+    for (int64_t d = 0; d < rank; ++d) {
+      if (d < axis && shape[static_cast<size_t>(d)] != 1) return Tensor();  // not one contiguous run
+      if (d > axis) inner *= shape[static_cast<size_t>(d)];
+    }
+    full = shape;
+    full[static_cast<size_t>(axis)] = 0;
+    for (size_t k = 0; k < seen.size(); ++k) {
+      if (k < position) before += seen[k][static_cast<size_t>(axis)];
+      full[static_cast<size_t>(axis)] += seen[k][static_cast<size_t>(axis)];
+    }
+  }
+  Tensor& b = buffers_[static_cast<size_t>(cat.concat_buffer)];
+  if (!b.defined()) {
+    // The whole output, itself placed when that Concat feeds another.
+    b = place_in_concat(cat, 0, dtype, full);
+    if (!b.defined()) b = Tensor(dtype, full);
+  } else if (b.dtype() != dtype || b.shape() != full) {
+    return Tensor();
+  }
+  return b.view(before * inner, shape);
+}
+
+void remember_concat_inputs(const PlannedNode& concat, const std::vector<Value>& slots) {
+  std::vector<Shape> shapes;
+  shapes.reserve(concat.inputs.size());
+  for (int s : concat.inputs) {
+    if (s < 0 || !slots[static_cast<size_t>(s)].is_tensor()) return;
+    shapes.push_back(slots[static_cast<size_t>(s)].tensor.shape());
+  }
+  // Shapes that cannot be placed (a batch above 1) leave the latest placeable
+  // ones in place: a server alternating batch sizes keeps its batch-1 places.
+  if (shapes.empty()) return;
+  const auto rank = static_cast<int64_t>(shapes[0].size());
+  int64_t axis = concat.node->attr_int("axis", 1);
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) return;
+  for (int64_t d = 0; d < axis; ++d) {
+    if (shapes[0][static_cast<size_t>(d)] != 1) return;
+  }
+  std::lock_guard lock(concat.mutex);
+  if (concat.concat_seen != shapes) concat.concat_seen = std::move(shapes);
+}
+
+}  // namespace deskml::runtime
