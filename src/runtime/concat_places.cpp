@@ -3,6 +3,22 @@
 #include <mutex>
 
 namespace deskml::runtime {
+namespace {
+
+// The Concat's axis for inputs of `shape` when each input is one contiguous
+// run of the output (only 1s before the axis); -1 otherwise.
+int64_t contiguous_axis(const graph::Node& concat, const Shape& shape) {
+  const auto rank = static_cast<int64_t>(shape.size());
+  int64_t axis = concat.attr_int("axis", 1);
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) return -1;
+  for (int64_t d = 0; d < axis; ++d) {
+    if (shape[static_cast<size_t>(d)] != 1) return -1;
+  }
+  return axis;
+}
+
+}  // namespace
 
 int plan_concat_places(std::vector<std::unique_ptr<PlannedNode>>& nodes, const std::vector<int>& reads,
                        const std::unordered_set<int>& kept) {
@@ -58,14 +74,9 @@ Tensor ConcatPlacer::place_in_concat(const PlannedNode& node, size_t output, Dat
     std::lock_guard lock(cat.mutex);
     const std::vector<Shape>& seen = cat.concat_seen;
     if (seen.size() != cat.inputs.size() || seen[position] != shape) return Tensor();
-    const auto rank = static_cast<int64_t>(shape.size());
-    int64_t axis = cat.node->attr_int("axis", 1);
-    if (axis < 0) axis += rank;
-    if (axis < 0 || axis >= rank) return Tensor();
-    for (int64_t d = 0; d < rank; ++d) {
-      if (d < axis && shape[static_cast<size_t>(d)] != 1) return Tensor();  // not one contiguous run
-      if (d > axis) inner *= shape[static_cast<size_t>(d)];
-    }
+    const int64_t axis = contiguous_axis(*cat.node, shape);
+    if (axis < 0) return Tensor();
+    for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
     full = shape;
     full[static_cast<size_t>(axis)] = 0;
     for (size_t k = 0; k < seen.size(); ++k) {
@@ -93,14 +104,7 @@ void remember_concat_inputs(const PlannedNode& concat, const std::vector<Value>&
   }
   // Shapes that cannot be placed (a batch above 1) leave the latest placeable
   // ones in place: a server alternating batch sizes keeps its batch-1 places.
-  if (shapes.empty()) return;
-  const auto rank = static_cast<int64_t>(shapes[0].size());
-  int64_t axis = concat.node->attr_int("axis", 1);
-  if (axis < 0) axis += rank;
-  if (axis < 0 || axis >= rank) return;
-  for (int64_t d = 0; d < axis; ++d) {
-    if (shapes[0][static_cast<size_t>(d)] != 1) return;
-  }
+  if (shapes.empty() || contiguous_axis(*concat.node, shapes[0]) < 0) return;
   std::lock_guard lock(concat.mutex);
   if (concat.concat_seen != shapes) concat.concat_seen = std::move(shapes);
 }
