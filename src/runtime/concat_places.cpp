@@ -96,17 +96,22 @@ Tensor ConcatPlacer::place_in_concat(const PlannedNode& node, size_t output, Dat
 }
 
 void remember_concat_inputs(const PlannedNode& concat, const std::vector<Value>& slots) {
-  std::vector<Shape> shapes;
-  shapes.reserve(concat.inputs.size());
   for (int s : concat.inputs) {
     if (s < 0 || !slots[static_cast<size_t>(s)].is_tensor()) return;
-    shapes.push_back(slots[static_cast<size_t>(s)].tensor.shape());
   }
+  const auto shape_of = [&](size_t k) -> const Shape& {
+    return slots[static_cast<size_t>(concat.inputs[k])].tensor.shape();
+  };
   // Shapes that cannot be placed (a batch above 1) leave the latest placeable
   // ones in place: a server alternating batch sizes keeps its batch-1 places.
-  if (shapes.empty() || contiguous_axis(*concat.node, shapes[0]) < 0) return;
+  if (concat.inputs.empty() || contiguous_axis(*concat.node, shape_of(0)) < 0) return;
   std::lock_guard lock(concat.mutex);
-  if (concat.concat_seen != shapes) concat.concat_seen = std::move(shapes);
+  std::vector<Shape>& seen = concat.concat_seen;
+  bool same = seen.size() == concat.inputs.size();
+  for (size_t k = 0; same && k < seen.size(); ++k) same = seen[k] == shape_of(k);
+  if (same) return;  // the usual case: nothing allocated per run
+  seen.clear();
+  for (size_t k = 0; k < concat.inputs.size(); ++k) seen.push_back(shape_of(k));
 }
 
 }  // namespace deskml::runtime

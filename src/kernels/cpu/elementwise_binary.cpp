@@ -156,7 +156,7 @@ Status binary_same(KernelContext& ctx, int64_t cost, const Op& op) {
       b = &out;
     }
   }
-  if (!out.defined()) out = Tensor(kBoolOut ? DataType::kBool : a->dtype(), std::move(shape));
+  if (!out.defined()) out = ctx.allocate_output(0, kBoolOut ? DataType::kBool : a->dtype(), std::move(shape));
   dispatch_set<S>(a->dtype(), ctx.node().op_type, [&](auto tag) {
     using T = decltype(tag);
     using Out = std::conditional_t<kBoolOut, bool, T>;

@@ -81,11 +81,12 @@ void FusedActivation::apply(float* data, int64_t n, int threads) const {
 }
 
 Tensor residual_output(KernelContext& ctx, size_t index, const Tensor* sum, const Shape& shape) {
-  if (sum == nullptr) return ctx.allocate_output(0, DataType::kFloat32, shape);
-  Tensor taken = ctx.take_input(index);
-  if (taken.defined()) return taken;
-  Tensor y(DataType::kFloat32, shape);
-  if (y.nbytes() > 0) std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
+  if (sum != nullptr) {
+    Tensor taken = ctx.take_input(index);
+    if (taken.defined()) return taken;
+  }
+  Tensor y = ctx.allocate_output(0, DataType::kFloat32, shape);
+  if (sum != nullptr && y.nbytes() > 0) std::memcpy(y.raw_data(), sum->raw_data(), sum->nbytes());
   return y;
 }
 

@@ -30,9 +30,9 @@ struct FusedActivation {
 
 // The output of a fused op that adds a residual (input `index`, nullptr when
 // absent) as oneDNN's sum post-op: the residual's own buffer when the node may
-// take it (in-place sum; `sum` dangles afterwards), else a fresh tensor of
-// `shape` holding a copy of the residual (without it, uninitialised output 0
-// from ctx.allocate_output: where the executor planned it).
+// take it (in-place sum; `sum` dangles afterwards), else output 0 of `shape`
+// from ctx.allocate_output (where the executor planned it) holding a copy of
+// the residual, or uninitialised without one.
 Tensor residual_output(KernelContext& ctx, size_t index, const Tensor* sum, const Shape& shape);
 
 }  // namespace deskml::kernels::cpu
