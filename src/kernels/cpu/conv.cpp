@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/conv_geometry.hpp"
+#include "kernels/cpu/conv_stream.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
 #include "kernels/cpu/matmul_loops.hpp"
@@ -281,6 +282,7 @@ class ConvKernel final : public Kernel {
     std::shared_ptr<onednn::ReorderedWeights> weights;  // from shared_weights_
     bool staged = false;        // runs on blocked activations (Winograd): `staging` reorders them
     bool deferred_act = false;  // act_ is applied after the primitive, not as its post-op
+    bool stream = false;        // runs on StreamConv (stream_), not oneDNN
     onednn::Staging staging;
   };
 
@@ -416,6 +418,12 @@ class ConvKernel final : public Kernel {
           if (err.status != dnnl_unimplemented) throw;
           // not for this CPU or problem: the direct algorithm below
         }
+      }
+      // Few output pixels per weight, where Winograd's algorithm does not
+      // pay: the weights are the cost, and StreamConv streams them faster.
+      if (!chosen && channels_last_ && StreamConv::suits(g)) {
+        e->stream = true;
+        return e;
       }
       if (!chosen) {
         pd = dnnl::convolution_forward::primitive_desc(
@@ -554,6 +562,10 @@ class ConvKernel final : public Kernel {
       return;
     }
     const Primitive& e = entry;
+    if (e.stream) {
+      stream_.run(g, x, w, b, has_sum, pre_, act_, y, ctx.threads());
+      return;
+    }
     if (e.use_reference) {
       run_reference_f32(ctx, g, x, w, b, has_sum, y);
       return;
@@ -592,6 +604,7 @@ class ConvKernel final : public Kernel {
   std::string label_;  // for messages
   onednn::PrimitiveCache<Primitive> cache_;
   mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
+  StreamConv stream_;                             // for the problems it suits; packs its weights on first use
 };
 
 }  // namespace
