@@ -103,7 +103,7 @@ tsan: setup
 	@cmake --build build-tsan -j $(JOBS) --target deskml_unit_tests
 	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
 	  DESKML_TEST_THREADS=1 DESKML_LOG_LEVEL=warn build-tsan/bin/deskml_unit_tests \
-	  --gtest_filter='Serving*:ResultCache*:Pipeline*:RunArena*:BufferPool*:FastArgs*:Conv.Concurrent*:PlanCache.*:BatchTiling.*:ConcatPlaces.*'
+	  --gtest_filter='Serving*:ResultCache*:Pipeline*:RunArena*:BufferPool*:FastArgs*:Conv.Concurrent*:StreamConvTest.Concurrent*:PlanCache.*:BatchTiling.*:ConcatPlaces.*'
 
 # The C API's C test program (tests/capi/capi_c_test.c) under Memcheck: any invalid access,
 # or memory definitely or indirectly lost, fails. About a minute.

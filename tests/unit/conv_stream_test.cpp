@@ -9,7 +9,9 @@
 
 #include <cmath>
 #include <random>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernel_harness.hpp"
@@ -188,6 +190,43 @@ TEST_F(StreamConvTest, FollowsWeightsThatChange) {
           << "weights " << seed << " at " << i;
     }
   }
+}
+
+// Runs on several threads at once share one kernel, each with its own
+// weights: the packed copy is swapped under its lock, never torn.
+TEST_F(StreamConvTest, ConcurrentRunsWithTheirOwnWeights) {
+  const Case c = {{1, 3, 3, 256}, {256, 256, 3, 3}, {1, 1}, {1, 1, 1, 1}, false, false, "", ""};
+  ASSERT_TRUE(suits(c));
+  const graph::Node node = node_for(c);
+  auto kernel = kernels::cpu::cpu_registry().find("FusedConv", "deskml", 1, DataType::kFloat32)->factory(node);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const Tensor x = random_tensor(c.x, 100 + t), w = random_tensor(c.w, 200 + t);
+      const std::vector<double> want = reference(c, x, w, Tensor(), Tensor());
+      for (int i = 0; i < 20; ++i) {
+        std::vector<Value> in = {Value::from_tensor(x), Value::from_tensor(w)};
+        std::vector<const Value*> ptrs = {&in[0], &in[1], nullptr};
+        std::vector<Value> out(1);
+        kernels::KernelContext ctx(node, ptrs, out, nullptr, 1);
+        if (!kernel->compute(ctx).ok()) {
+          ++failures;
+          continue;
+        }
+        const Tensor& got = out[0].tensor;
+        for (int64_t j = 0; j < got.numel(); ++j) {
+          const double want_j = want[static_cast<size_t>(j)];
+          if (std::abs(got.data<float>()[j] - want_j) > 1e-4 * (1.0 + std::abs(want_j))) {
+            ++failures;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 }  // namespace
