@@ -7,9 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <random>
-#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
