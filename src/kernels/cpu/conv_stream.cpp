@@ -32,12 +32,16 @@ constexpr int kMaxRows = 12;
 // weights cold: 548 us without, 492 at 4096 floats, no better further ahead.
 constexpr int64_t kPrefetchFloats = 4096;
 
+// Reduction steps (input channel x tap) per chunk: 64 KB of a panel's weights.
+constexpr int64_t kChunkSteps = 512;
+
 // What happens to a tile's sums (conv + bias) on their way to y: the
 // activations that the reference models fuse (ReLU, Clip as ReLU6, SiLU) on
 // the vectors; any other, or a pre-activation before a sum, element by element.
 struct Epilogue {
   enum class Act { kNone, kRelu, kClip, kSilu, kScalar };
-  bool sum = false;  // add y's residual (after pre)
+  bool sum = false;        // add y's residual (after pre)
+  bool sum_first = false;  // ... with the bias, before the products (no pre-activation)
   Act act = Act::kNone;
   float lo = 0.0f, hi = 0.0f;  // Clip's bounds; for SiLU, lo = -alpha log2(e)
   const FusedActivation* pre = nullptr;
@@ -64,6 +68,7 @@ struct Epilogue {
     } else {
       ep.act = Act::kScalar;
     }
+    ep.sum_first = has_sum && !(has_sum && pre.active());
     return ep;
   }
 };
@@ -91,30 +96,46 @@ struct Epilogue {
   }
 }
 
-// y[r][0..31] for R output pixels: the sum over kernel taps t and input
-// channels c of rows[r * taps + t][c] * w[t][c][0..31], plus the bias, through
-// the epilogue. The first row block of a panel prefetches the weights.
+// A run of the reduction that one call of the micro-kernel covers: kernel
+// taps [t0, t1) and input channels [c0, c1) of each (all of them when the run
+// spans several taps), whose packed weights lie one after another from k0.
+struct Chunk {
+  int64_t t0, t1, c0, c1, k0;
+};
+
+// y[r][0..31] for R output pixels: the sum over the chunk's taps t and input
+// channels c of rows[r * taps + t][c] * w[t][c][0..31], added to what earlier
+// chunks left in y (`first`: to the bias, and with ep.sum_first to y's
+// residual), through the epilogue on the `last` chunk. Meanwhile it prefetches
+// `pf_lines` cache lines from `pf`, two per step.
 template <int R>
-[[gnu::target("avx512f,avx512dq")]] void micro(const float* const* rows, int64_t taps, int64_t in, const float* w,
-                                               const float* bias, float* y, int64_t ldy, bool prefetch,
-                                               const Epilogue& ep) {
+[[gnu::target("avx512f,avx512dq")]] void micro(const float* const* rows, int64_t taps, const Chunk& ch, const float* w,
+                                               const float* bias, float* y, int64_t ldy, bool first, bool last,
+                                               const float* pf, int64_t pf_lines, const Epilogue& ep) {
   __m512 acc0[R], acc1[R];
-  const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-  const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-  for (int r = 0; r < R; ++r) {
-    acc0[r] = b0;
-    acc1[r] = b1;
+  if (first) {
+    const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r) {
+      acc0[r] = ep.sum_first ? _mm512_add_ps(b0, _mm512_loadu_ps(y + r * ldy)) : b0;
+      acc1[r] = ep.sum_first ? _mm512_add_ps(b1, _mm512_loadu_ps(y + r * ldy + 16)) : b1;
+    }
+  } else {
+    for (int r = 0; r < R; ++r) {
+      acc0[r] = _mm512_loadu_ps(y + r * ldy);
+      acc1[r] = _mm512_loadu_ps(y + r * ldy + 16);
+    }
   }
-  for (int64_t t = 0; t < taps; ++t) {
+  for (int64_t t = ch.t0; t < ch.t1; ++t) {
     const float* a[R];
     for (int r = 0; r < R; ++r) a[r] = rows[r * taps + t];
-    const float* wt = w + t * in * StreamConv::kPanel;
-    for (int64_t c = 0; c < in; ++c) {
-      const float* wc = wt + c * StreamConv::kPanel;
-      const __m512 w0 = _mm512_load_ps(wc), w1 = _mm512_load_ps(wc + 16);
-      if (prefetch) {
-        _mm_prefetch(reinterpret_cast<const char*>(wc + kPrefetchFloats), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(wc + kPrefetchFloats + 16), _MM_HINT_T0);
+    for (int64_t c = ch.c0; c < ch.c1; ++c, w += StreamConv::kPanel) {
+      const __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
+      if (pf_lines > 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(pf + 16), _MM_HINT_T0);
+        pf += 32;
+        pf_lines -= 2;
       }
 #pragma GCC unroll 12
       for (int r = 0; r < R; ++r) {
@@ -123,6 +144,13 @@ template <int R>
         acc1[r] = _mm512_fmadd_ps(av, w1, acc1[r]);
       }
     }
+  }
+  if (!last) {
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(y + r * ldy, acc0[r]);
+      _mm512_storeu_ps(y + r * ldy + 16, acc1[r]);
+    }
+    return;
   }
   if (ep.act == Epilogue::Act::kScalar) {
     alignas(64) float tile[StreamConv::kPanel];
@@ -141,20 +169,15 @@ template <int R>
   const __m512 lo = _mm512_set1_ps(ep.act == Epilogue::Act::kRelu ? 0.0f : ep.lo), hi = _mm512_set1_ps(ep.hi);
   for (int r = 0; r < R; ++r) {
     float* yr = y + r * ldy;
-    __m512 v0 = acc0[r], v1 = acc1[r];
-    if (ep.sum) {
-      v0 = _mm512_add_ps(v0, _mm512_loadu_ps(yr));
-      v1 = _mm512_add_ps(v1, _mm512_loadu_ps(yr + 16));
-    }
-    _mm512_storeu_ps(yr, activate(ep.act, v0, lo, hi));
-    _mm512_storeu_ps(yr + 16, activate(ep.act, v1, lo, hi));
+    _mm512_storeu_ps(yr, activate(ep.act, acc0[r], lo, hi));
+    _mm512_storeu_ps(yr + 16, activate(ep.act, acc1[r], lo, hi));
   }
 }
 
 #pragma GCC diagnostic pop
 
-using MicroFn = void (*)(const float* const*, int64_t, int64_t, const float*, const float*, float*, int64_t, bool,
-                         const Epilogue&);
+using MicroFn = void (*)(const float* const*, int64_t, const Chunk&, const float*, const float*, float*, int64_t, bool,
+                         bool, const float*, int64_t, const Epilogue&);
 
 template <int... R>
 constexpr std::array<MicroFn, sizeof...(R)> micro_table(std::integer_sequence<int, R...>) {
@@ -236,24 +259,76 @@ void StreamConv::run(const ConvGeometry& g, const Tensor& x, const Tensor& w, co
   }
 
   const Epilogue ep = Epilogue::make(has_sum, pre, act);
-  const int64_t panels = out / kPanel;
+  // The reduction in chunks of about kChunkSteps steps (64 KB of a panel's
+  // weights), so that the next chunk's weights stream in, prefetched, while
+  // the row blocks compute on this one from L2. A residual behind a
+  // pre-activation needs the whole sum before it: one chunk.
+  thread_local std::vector<Chunk> chunks;
+  chunks.clear();
+  if (has_sum && !ep.sum_first) {
+    chunks.push_back({0, taps, 0, in, 0});
+  } else if (in >= kChunkSteps) {
+    const int64_t parts = (in + kChunkSteps - 1) / kChunkSteps;
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t q = 0; q < parts; ++q) {
+        const int64_t c0 = in * q / parts, c1 = in * (q + 1) / parts;
+        chunks.push_back({t, t + 1, c0, c1, t * in + c0});
+      }
+    }
+  } else {
+    const int64_t per = std::max<int64_t>(1, kChunkSteps / in);
+    for (int64_t t = 0; t < taps; t += per) chunks.push_back({t, std::min(taps, t + per), 0, in, t * in});
+  }
+
+  const int64_t panels = out / kPanel, panel_floats = taps * in * kPanel;
   const int64_t blocks = (pixels + kMaxRows - 1) / kMaxRows;
   const int team = static_cast<int>(std::clamp<int64_t>(threads, 1, panels));
   const float* packed_w = weights.get();
   const float* bias = b ? b->data<float>() : nullptr;
   float* yp = y.data<float>();
   const float* const* table = rows.data();
+  // (thread_local: the team's threads reach the caller's through these)
+  const Chunk* chunk = chunks.data();
+  const size_t count = chunks.size();
+  const auto steps = [chunk](size_t i) { return (chunk[i].t1 - chunk[i].t0) * (chunk[i].c1 - chunk[i].c0); };
 #pragma omp parallel num_threads(team)
   {
     const int me = team > 1 ? omp_get_thread_num() : 0;
     const int64_t first = panels * me / team, last = panels * (me + 1) / team;
     for (int64_t p = first; p < last; ++p) {
-      const float* wp = packed_w + p * taps * in * kPanel;
-      for (int64_t bi = 0; bi < blocks; ++bi) {
-        // Blocks of near-equal size: 49 pixels go as 10, 10, 10, 10, 9.
-        const int64_t m0 = pixels * bi / blocks, m1 = pixels * (bi + 1) / blocks;
-        kMicro[static_cast<size_t>(m1 - m0 - 1)](table + m0 * taps, taps, in, wp, bias ? bias + p * kPanel : nullptr,
-                                                 yp + m0 * out + p * kPanel, out, bi == 0, ep);
+      const float* wp = packed_w + p * panel_floats;
+      for (size_t q = 0; q < count; ++q) {
+        const float* wq = wp + chunk[q].k0 * kPanel;
+        // What to prefetch meanwhile: the next chunk of this panel or of the
+        // next one, shared out between the row blocks; the thread's very
+        // first chunk, which nothing fetched before, 16 KB ahead of itself.
+        const float* next = nullptr;
+        int64_t next_lines = 0;
+        if (q + 1 < count) {
+          next = wp + chunk[q + 1].k0 * kPanel;
+          next_lines = steps(q + 1) * 2;
+        } else if (p + 1 < last) {
+          next = wp + panel_floats + chunk[0].k0 * kPanel;
+          next_lines = steps(0) * 2;
+        }
+        for (int64_t bi = 0; bi < blocks; ++bi) {
+          // Blocks of near-equal size: 49 pixels go as 10, 10, 10, 10, 9.
+          const int64_t m0 = pixels * bi / blocks, m1 = pixels * (bi + 1) / blocks;
+          const float* pf = nullptr;
+          int64_t pf_lines = 0;
+          if (p == first && q == 0 && bi == 0) {
+            pf = wq + kPrefetchFloats;
+            pf_lines = steps(0) * 2;
+          } else if (next != nullptr) {
+            const int64_t l0 = next_lines * bi / blocks & ~int64_t{1},
+                          l1 = next_lines * (bi + 1) / blocks & ~int64_t{1};
+            pf = next + l0 * 16;
+            pf_lines = (bi + 1 == blocks ? next_lines : l1) - l0;
+          }
+          kMicro[static_cast<size_t>(m1 - m0 - 1)](table + m0 * taps, taps, chunk[q], wq,
+                                                   bias ? bias + p * kPanel : nullptr, yp + m0 * out + p * kPanel, out,
+                                                   q == 0, q + 1 == count, pf, pf_lines, ep);
+        }
       }
     }
   }
