@@ -157,6 +157,9 @@ TEST_F(StreamConvTest, MatchesTheDefinition) {
       // MobileNetV2's and EfficientNet-B0's heads: ReLU6 as Clip, SiLU as Swish
       {{1, 7, 7, 320}, {1280, 320, 1, 1}, {1, 1}, {0, 0, 0, 0}, true, false, "", "Clip", 0.0f, 6.0f},
       {{1, 7, 7, 320}, {1280, 320, 1, 1}, {1, 1}, {0, 0, 0, 0}, true, false, "", "Swish", 1.0f, 0.0f},
+      // reductions in several chunks, with the residual: 1x1 over 1024 channels, 3x3 over 256
+      {{1, 7, 7, 1024}, {512, 1024, 1, 1}, {1, 1}, {0, 0, 0, 0}, true, true, "", "Relu"},
+      {{1, 4, 6, 256}, {160, 256, 3, 3}, {1, 1}, {1, 1, 1, 1}, true, true, "", ""},
       // a residual and ReLU6
       {{1, 7, 7, 512}, {512, 512, 1, 1}, {1, 1}, {0, 0, 0, 0}, false, true, "", "Clip", -1.0f, 0.5f},
   };
