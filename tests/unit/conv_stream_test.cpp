@@ -128,18 +128,20 @@ class StreamConvTest : public ::testing::Test {
 };
 
 TEST_F(StreamConvTest, TakesWeightHeavyProblemsWithFewPixels) {
-  // ResNet-50's layer 4 at batch 1 and 4, and a 14x14 map at batch 1.
+  // ResNet-50's layer 4 at batch 1 and in tiles of 4, and output channels that do not fill a panel.
   EXPECT_TRUE(suits({{1, 7, 7, 512}, {512, 512, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
-  EXPECT_TRUE(suits({{4, 7, 7, 512}, {512, 512, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
-  EXPECT_TRUE(suits({{1, 28, 28, 512}, {1024, 512, 1, 1}, {2, 2}, {0, 0, 0, 0}}));
   EXPECT_TRUE(suits({{1, 14, 14, 512}, {512, 512, 3, 3}, {2, 2}, {1, 1, 1, 1}}));
   EXPECT_TRUE(suits({{1, 7, 7, 2048}, {512, 2048, 1, 1}, {1, 1}, {0, 0, 0, 0}}));
   EXPECT_TRUE(suits({{1, 14, 14, 1024}, {2048, 1024, 1, 1}, {2, 2}, {0, 0, 0, 0}}));
-  // Many pixels, small weights, output channels that do not fill a panel.
+  EXPECT_TRUE(suits({{4, 7, 7, 512}, {512, 512, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
+  EXPECT_TRUE(suits({{1, 7, 7, 512}, {1000, 512, 1, 1}, {1, 1}, {0, 0, 0, 0}}));
+  // Too many pixels; small weights; too few bytes of weights per pixel (ResNet-50's 14x14
+  // shortcut, SqueezeNet's classifier).
   EXPECT_FALSE(suits({{1, 28, 28, 512}, {512, 512, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
   EXPECT_FALSE(suits({{8, 7, 7, 512}, {512, 512, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
   EXPECT_FALSE(suits({{1, 7, 7, 64}, {64, 64, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
-  EXPECT_FALSE(suits({{1, 7, 7, 512}, {520, 512, 3, 3}, {1, 1}, {1, 1, 1, 1}}));
+  EXPECT_FALSE(suits({{1, 28, 28, 512}, {1024, 512, 1, 1}, {2, 2}, {0, 0, 0, 0}}));
+  EXPECT_FALSE(suits({{1, 13, 13, 512}, {1000, 512, 1, 1}, {1, 1}, {0, 0, 0, 0}}));
 }
 
 TEST_F(StreamConvTest, MatchesTheDefinition) {
@@ -160,6 +162,9 @@ TEST_F(StreamConvTest, MatchesTheDefinition) {
       // reductions in several chunks, with the residual: 1x1 over 1024 channels, 3x3 over 256
       {{1, 7, 7, 1024}, {512, 1024, 1, 1}, {1, 1}, {0, 0, 0, 0}, true, true, "", "Relu"},
       {{1, 4, 6, 256}, {160, 256, 3, 3}, {1, 1}, {1, 1, 1, 1}, true, true, "", ""},
+      // output channels that do not fill the last panel: 1000, and 40 with a residual
+      {{1, 7, 7, 512}, {1000, 512, 1, 1}, {1, 1}, {0, 0, 0, 0}, true, false, "", "Relu"},
+      {{1, 6, 6, 1024}, {40, 1024, 3, 3}, {1, 1}, {1, 1, 1, 1}, true, true, "", "Sigmoid"},
       // a residual and ReLU6
       {{1, 7, 7, 512}, {512, 512, 1, 1}, {1, 1}, {0, 0, 0, 0}, false, true, "", "Clip", -1.0f, 0.5f},
   };

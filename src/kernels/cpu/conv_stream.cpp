@@ -68,7 +68,7 @@ struct Epilogue {
     } else {
       ep.act = Act::kScalar;
     }
-    ep.sum_first = has_sum && !(has_sum && pre.active());
+    ep.sum_first = has_sum && !pre.active();
     return ep;
   }
 };
@@ -110,20 +110,24 @@ struct Chunk {
 // `pf_lines` cache lines from `pf`, two per step.
 template <int R>
 [[gnu::target("avx512f,avx512dq")]] void micro(const float* const* rows, int64_t taps, const Chunk& ch, const float* w,
-                                               const float* bias, float* y, int64_t ldy, bool first, bool last,
-                                               const float* pf, int64_t pf_lines, const Epilogue& ep) {
+                                               const float* bias, float* y, int64_t ldy, int64_t cols, bool first,
+                                               bool last, const float* pf, int64_t pf_lines, const Epilogue& ep) {
+  // The panel's output channels in y and the bias: all 32 but in the last panel of a layer whose
+  // output channels are no multiple of 32.
+  const __mmask16 k0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+  const __mmask16 k1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
   __m512 acc0[R], acc1[R];
   if (first) {
-    const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-    const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+    const __m512 b0 = bias ? _mm512_maskz_loadu_ps(k0, bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(k1, bias + 16) : _mm512_setzero_ps();
     for (int r = 0; r < R; ++r) {
-      acc0[r] = ep.sum_first ? _mm512_add_ps(b0, _mm512_loadu_ps(y + r * ldy)) : b0;
-      acc1[r] = ep.sum_first ? _mm512_add_ps(b1, _mm512_loadu_ps(y + r * ldy + 16)) : b1;
+      acc0[r] = ep.sum_first ? _mm512_add_ps(b0, _mm512_maskz_loadu_ps(k0, y + r * ldy)) : b0;
+      acc1[r] = ep.sum_first ? _mm512_add_ps(b1, _mm512_maskz_loadu_ps(k1, y + r * ldy + 16)) : b1;
     }
   } else {
     for (int r = 0; r < R; ++r) {
-      acc0[r] = _mm512_loadu_ps(y + r * ldy);
-      acc1[r] = _mm512_loadu_ps(y + r * ldy + 16);
+      acc0[r] = _mm512_maskz_loadu_ps(k0, y + r * ldy);
+      acc1[r] = _mm512_maskz_loadu_ps(k1, y + r * ldy + 16);
     }
   }
   for (int64_t t = ch.t0; t < ch.t1; ++t) {
@@ -147,8 +151,8 @@ template <int R>
   }
   if (!last) {
     for (int r = 0; r < R; ++r) {
-      _mm512_storeu_ps(y + r * ldy, acc0[r]);
-      _mm512_storeu_ps(y + r * ldy + 16, acc1[r]);
+      _mm512_mask_storeu_ps(y + r * ldy, k0, acc0[r]);
+      _mm512_mask_storeu_ps(y + r * ldy + 16, k1, acc1[r]);
     }
     return;
   }
@@ -158,9 +162,9 @@ template <int R>
       float* yr = y + r * ldy;
       _mm512_store_ps(tile, acc0[r]);
       _mm512_store_ps(tile + 16, acc1[r]);
-      for (int64_t j = 0; j < StreamConv::kPanel; ++j) {
+      for (int64_t j = 0; j < cols; ++j) {
         float v = tile[j];
-        if (ep.sum) v = ep.pre->apply(v) + yr[j];
+        if (ep.sum && !ep.sum_first) v = ep.pre->apply(v) + yr[j];
         yr[j] = ep.scalar->apply(v);
       }
     }
@@ -169,15 +173,15 @@ template <int R>
   const __m512 lo = _mm512_set1_ps(ep.act == Epilogue::Act::kRelu ? 0.0f : ep.lo), hi = _mm512_set1_ps(ep.hi);
   for (int r = 0; r < R; ++r) {
     float* yr = y + r * ldy;
-    _mm512_storeu_ps(yr, activate(ep.act, acc0[r], lo, hi));
-    _mm512_storeu_ps(yr + 16, activate(ep.act, acc1[r], lo, hi));
+    _mm512_mask_storeu_ps(yr, k0, activate(ep.act, acc0[r], lo, hi));
+    _mm512_mask_storeu_ps(yr + 16, k1, activate(ep.act, acc1[r], lo, hi));
   }
 }
 
 #pragma GCC diagnostic pop
 
-using MicroFn = void (*)(const float* const*, int64_t, const Chunk&, const float*, const float*, float*, int64_t, bool,
-                         bool, const float*, int64_t, const Epilogue&);
+using MicroFn = void (*)(const float* const*, int64_t, const Chunk&, const float*, const float*, float*, int64_t,
+                         int64_t, bool, bool, const float*, int64_t, const Epilogue&);
 
 template <int... R>
 constexpr std::array<MicroFn, sizeof...(R)> micro_table(std::integer_sequence<int, R...>) {
@@ -194,10 +198,11 @@ bool StreamConv::suits(const ConvGeometry& g) {
 #ifdef DESKML_STREAM_CONV
   if (!ew::has_avx512()) return false;
   if (g.spatial_rank() != 2 || g.group != 1 || g.dilations != std::vector<int64_t>{1, 1}) return false;
-  if (g.out_channels % kPanel != 0 || g.in_channels < 1) return false;
+  if (g.out_channels < 1 || g.in_channels < 1) return false;
   const int64_t pixels = g.batch * g.out_size();
   const int64_t weight_bytes = g.out_channels * g.in_channels * g.kernel_size() * int64_t{sizeof(float)};
-  return pixels >= 1 && pixels <= kMaxPixels && weight_bytes >= kMinWeightBytes;
+  return pixels >= 1 && pixels <= kMaxPixels && weight_bytes >= kMinWeightBytes &&
+         weight_bytes >= kMinWeightBytesPerPixel * pixels;
 #else
   (void)g;
   return false;
@@ -207,8 +212,9 @@ bool StreamConv::suits(const ConvGeometry& g) {
 std::shared_ptr<const float> StreamConv::packed(const ConvGeometry& g, const Tensor& w, int threads) {
   std::lock_guard lock(mutex_);
   if (packed_ && source_.raw_data() == w.raw_data() && source_.shape() == w.shape()) return packed_;
-  const int64_t taps = g.kernel_size(), in = g.in_channels, panels = g.out_channels / kPanel;
-  const size_t count = static_cast<size_t>(g.out_channels * taps * in);
+  const int64_t taps = g.kernel_size(), in = g.in_channels, out = g.out_channels;
+  const int64_t panels = (out + kPanel - 1) / kPanel;  // the last one zero-filled past `out`
+  const size_t count = static_cast<size_t>(panels * kPanel * taps * in);
   std::shared_ptr<void> storage = allocate_large(count * sizeof(float));
   if (!storage) throw std::bad_alloc();
   float* to = static_cast<float*>(storage.get());
@@ -217,9 +223,10 @@ std::shared_ptr<const float> StreamConv::packed(const ConvGeometry& g, const Ten
     for (int64_t p = lo; p < hi; ++p) {
       float* panel = to + p * taps * in * kPanel;
       for (int64_t j = 0; j < kPanel; ++j) {
+        const bool real = p * kPanel + j < out;
         const float* src = from + (p * kPanel + j) * in * taps;
         for (int64_t c = 0; c < in; ++c) {
-          for (int64_t t = 0; t < taps; ++t) panel[(t * in + c) * kPanel + j] = src[c * taps + t];
+          for (int64_t t = 0; t < taps; ++t) panel[(t * in + c) * kPanel + j] = real ? src[c * taps + t] : 0.0f;
         }
       }
     }
@@ -280,7 +287,7 @@ void StreamConv::run(const ConvGeometry& g, const Tensor& x, const Tensor& w, co
     for (int64_t t = 0; t < taps; t += per) chunks.push_back({t, std::min(taps, t + per), 0, in, t * in});
   }
 
-  const int64_t panels = out / kPanel, panel_floats = taps * in * kPanel;
+  const int64_t panels = (out + kPanel - 1) / kPanel, panel_floats = taps * in * kPanel;
   const int64_t blocks = (pixels + kMaxRows - 1) / kMaxRows;
   const int team = static_cast<int>(std::clamp<int64_t>(threads, 1, panels));
   const float* packed_w = weights.get();
@@ -325,9 +332,9 @@ void StreamConv::run(const ConvGeometry& g, const Tensor& x, const Tensor& w, co
             pf = next + l0 * 16;
             pf_lines = (bi + 1 == blocks ? next_lines : l1) - l0;
           }
-          kMicro[static_cast<size_t>(m1 - m0 - 1)](table + m0 * taps, taps, chunk[q], wq,
-                                                   bias ? bias + p * kPanel : nullptr, yp + m0 * out + p * kPanel, out,
-                                                   q == 0, q + 1 == count, pf, pf_lines, ep);
+          kMicro[static_cast<size_t>(m1 - m0 - 1)](
+              table + m0 * taps, taps, chunk[q], wq, bias ? bias + p * kPanel : nullptr, yp + m0 * out + p * kPanel,
+              out, std::min(kPanel, out - p * kPanel), q == 0, q + 1 == count, pf, pf_lines, ep);
         }
       }
     }

@@ -27,15 +27,19 @@ class StreamConv {
   static constexpr int64_t kPanel = 32;
 
   // Whether the problem is one this kernel takes and runs faster than oneDNN's
-  // direct convolution: 2-D, one group, no dilation, output channels a
-  // multiple of kPanel, at most kMaxPixels output pixels (batch x height x
-  // width: ResNet-50's 14x14 maps at batch 1 and its 7x7 maps in the batch
-  // tiles of 4 that a batch of 8 runs in) and at least kMinWeightBytes of
-  // weights, on an AVX-512 CPU. Below 1 MiB the weights stay in cache and
-  // oneDNN is as fast; above 196 pixels it is faster.
+  // direct convolution: 2-D, one group, no dilation, on an AVX-512 CPU, with
+  // - at most kMaxPixels output pixels (batch x height x width: ResNet-50's
+  //   7x7 maps at batch 1 and in the tiles of 4 images a batch of 8 runs in);
+  //   above, oneDNN is as fast or faster;
+  // - at least kMinWeightBytes of weights, and kMinWeightBytesPerPixel per
+  //   output pixel: where the arithmetic outweighs the weights' bytes oneDNN
+  //   is as fast (ResNet-50's 1024->256 1x1 at 14x14, 5 KB per pixel: the same)
+  //   or faster (SqueezeNet's 512->1000 classifier at 13x13, 12 KB per pixel,
+  //   weights in cache: 0.34 ms against 0.35-0.38).
   static bool suits(const ConvGeometry& g);
   static constexpr int64_t kMaxPixels = 196;
   static constexpr int64_t kMinWeightBytes = int64_t{1} << 20;
+  static constexpr int64_t kMinWeightBytesPerPixel = int64_t{16} << 10;
 
   // y = act(conv(x, w) + b), or with `has_sum` y = act(pre(conv(x, w) + b) + y)
   // (y holds the residual on entry), as oneDNN's post-ops compute them.
@@ -45,7 +49,7 @@ class StreamConv {
            const FusedActivation& pre, const FusedActivation& act, Tensor& y, int threads);
 
  private:
-  // Weights as [out / kPanel][kernel taps][in][kPanel], on huge pages.
+  // Weights as [ceil(out / kPanel)][kernel taps][in][kPanel] (zeros past `out`), on huge pages.
   std::shared_ptr<const float> packed(const ConvGeometry& g, const Tensor& w, int threads);
 
   std::mutex mutex_;
