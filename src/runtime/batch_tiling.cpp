@@ -171,9 +171,10 @@ bool batch_separable(const graph::Graph& g) {
   }
 }
 
-int64_t batch_chunk(int64_t peak_bytes, int64_t cache_bytes) {
+int64_t batch_chunk(int64_t peak_bytes, int64_t cache_bytes, size_t nodes) {
   if (peak_bytes <= 0 || cache_bytes <= 0) return 0;
-  return std::max(kMinBatchChunk, cache_bytes / (4 * peak_bytes));
+  const int64_t floor = nodes <= static_cast<size_t>(kFewNodes) ? kMinBatchChunkFewNodes : kMinBatchChunk;
+  return std::max(floor, cache_bytes / (4 * peak_bytes));
 }
 
 int64_t last_level_cache_bytes() {

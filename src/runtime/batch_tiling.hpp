@@ -19,18 +19,26 @@ namespace deskml::runtime {
 // or one used in a way that could mix samples, makes the answer false.
 bool batch_separable(const graph::Graph& g);
 
-// Fewer samples per run than this lose more to per-node overheads (a parallel
-// region per node, hundreds of nodes) than they gain in cache: at batch 8,
-// EfficientNet-B0 and MobileNetV2 ran slower in pieces of 1 than whole, and
-// pieces of 4 were as fast as pieces of 2 or faster for all three CNNs measured.
+// Fewer samples per run than the floor lose more to per-node overheads (a
+// parallel region per node) than they gain in cache, and the overheads grow
+// with the nodes: at batch 8 (2 threads, 32 MiB L3, CPUs sharing it, median ms
+// of alternated runs, pieces of 2 against 4) ResNet-50 (59 nodes after
+// optimization) ran 119.9 against 120.2 (127.0-130.8 against 131.1-137.1 on
+// CPUs that share no cache), MobileNetV2 (57) 14.4-14.7 against 15.0-15.2,
+// EfficientNet-B0 (118) 24.4-24.6 against 22.5-22.7. Pieces of 1 lost to
+// whole runs for the last two. So plans of up to kFewNodes nodes may run in
+// pieces of 2, larger ones in pieces of at least 4.
 inline constexpr int64_t kMinBatchChunk = 4;
+inline constexpr int64_t kMinBatchChunkFewNodes = 2;
+inline constexpr int64_t kFewNodes = 80;
 
-// Samples per run for a separable model whose largest tensor per sample is
-// `peak_bytes`, on a CPU with `cache_bytes` of last-level cache: a residual
-// block keeps about three tensors of the peak size live (input, output and the
-// residual), and they should take at most three quarters of the cache, so
-// 3 * peak * chunk <= 3/4 * cache; at least kMinBatchChunk. 0 when either size is unknown.
-int64_t batch_chunk(int64_t peak_bytes, int64_t cache_bytes);
+// Samples per run for a separable model of `nodes` nodes whose largest tensor
+// per sample is `peak_bytes`, on a CPU with `cache_bytes` of last-level cache:
+// a residual block keeps about three tensors of the peak size live (input,
+// output and the residual), and they should take at most three quarters of
+// the cache, so 3 * peak * chunk <= 3/4 * cache; at least the floor above.
+// 0 when either size is unknown.
+int64_t batch_chunk(int64_t peak_bytes, int64_t cache_bytes, size_t nodes);
 
 // The last-level cache visible to this process (sysfs; a VM's, not the host
 // chip's), or 0 when unknown.

@@ -302,7 +302,7 @@ void Session::warm_up(int64_t chunk) {
   // A model that keeps samples apart was just run on one sample (its batch dims
   // are symbolic, so 1): its largest tensor sizes the chunks of larger batches.
   if (run(feeds, ro).ok() && chunk != 0 && batch_separable(g)) {
-    batch_chunk_ = chunk > 0 ? chunk : runtime::batch_chunk(largest, last_level_cache_bytes());
+    batch_chunk_ = chunk > 0 ? chunk : runtime::batch_chunk(largest, last_level_cache_bytes(), g.nodes.size());
   }
 }
 

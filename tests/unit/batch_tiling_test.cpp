@@ -99,12 +99,15 @@ TEST(BatchTiling, AnythingThatCouldMixSamplesIsNot) {
 }
 
 TEST(BatchTiling, ChunksFillThreeQuartersOfTheCacheWithThreeTensors) {
-  EXPECT_EQ(runtime::batch_chunk(1 << 20, 32 << 20), 8);
-  EXPECT_EQ(runtime::batch_chunk(3211264, 32 << 20), 4);  // ResNet-50's largest tensor, a 32 MiB L3: 2, raised to 4
-  EXPECT_EQ(runtime::batch_chunk(int64_t{64} << 20, 32 << 20), runtime::kMinBatchChunk);
-  EXPECT_EQ(runtime::batch_chunk(1 << 10, 32 << 20), 8192);
-  EXPECT_EQ(runtime::batch_chunk(0, 32 << 20), 0);
-  EXPECT_EQ(runtime::batch_chunk(1 << 10, 0), 0);
+  EXPECT_EQ(runtime::batch_chunk(1 << 20, 32 << 20, 200), 8);
+  // ResNet-50's largest tensor, a 32 MiB L3: 2; a plan of 59 nodes may run so, one of 118 gets 4.
+  EXPECT_EQ(runtime::batch_chunk(3211264, 32 << 20, 59), 2);
+  EXPECT_EQ(runtime::batch_chunk(3211264, 32 << 20, 118), 4);
+  EXPECT_EQ(runtime::batch_chunk(int64_t{64} << 20, 32 << 20, 200), runtime::kMinBatchChunk);
+  EXPECT_EQ(runtime::batch_chunk(int64_t{64} << 20, 32 << 20, 10), runtime::kMinBatchChunkFewNodes);
+  EXPECT_EQ(runtime::batch_chunk(1 << 10, 32 << 20, 59), 8192);
+  EXPECT_EQ(runtime::batch_chunk(0, 32 << 20, 59), 0);
+  EXPECT_EQ(runtime::batch_chunk(1 << 10, 0, 59), 0);
 }
 
 // x float[N,3,10,10] -> Conv 3x3 (8, pads 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (5) -> Softmax.
