@@ -13,7 +13,9 @@
 // Runs after the channels-last pass, on its NHWC nodes. A node can run
 // blocked when every channel count it sees is a multiple of 16: FusedConv
 // with one group, and the pools, unary elementwise ops and channel Concats
-// fed by blocked values. Candidates connected through the values between them
+// fed by blocked values; and a stem convolution (fewer than 16 input
+// channels, read through the channels-last pass's transpose of an NCHW
+// value) may start a region reading the NCHW value itself. Candidates connected through the values between them
 // form regions; a region is converted when it holds a Concat. Its values are
 // renamed "<value>__b16" and have the 5-D shape above; deskml.Reorder nodes
 // convert at the edges (`to` = "nChw16c" or "nhwc"), and an NHWC value is
@@ -55,6 +57,12 @@ int convert_to_blocked(GraphEditor& editor) {
   // candidate produces to that candidate.
   std::unordered_map<std::string, size_t> blocked_by;
   std::vector<bool> candidate(count, false);
+  // Stems: a convolution with fewer than 16 input channels (an image's 3)
+  // whose NHWC input is a transpose of an NCHW value. It joins the region
+  // reading that value itself (`nchw_input`): oneDNN's first-layer kernel
+  // takes a plain source and a blocked destination, so neither the transpose
+  // nor a reorder into the region is needed. stem_source[i] names the value.
+  std::vector<std::string> stem_source(count);
   Regions regions(count);
   for (size_t i = 0; i < count; ++i) {
     const graph::Node& n = g.nodes[i];
@@ -66,6 +74,18 @@ int convert_to_blocked(GraphEditor& editor) {
       ok = w && w->rank() == 4 && n.attr_int("group", 1) == 1 && w->dim(0) > 0 && w->dim(1) > 0 &&
            w->dim(0) % kBlock == 0 && w->dim(1) % kBlock == 0;
       // The residual has the output's channels; it may come from anywhere.
+      if (!ok && w && w->rank() == 4 && n.attr_int("group", 1) == 1 && w->dim(0) > 0 && w->dim(0) % kBlock == 0 &&
+          w->dim(1) > 0 && w->dim(1) < kBlock && n.input(3).empty()) {
+        const int p = editor.producer(n.input(0));
+        if (p >= 0) {
+          const graph::Node& t = g.nodes[static_cast<size_t>(p)];
+          if (t.domain.empty() && t.op_type == "Transpose" && t.attr_ints("perm") == std::vector<int64_t>{0, 2, 3, 1} &&
+              !t.inputs.empty()) {
+            stem_source[i] = t.inputs[0];
+            ok = true;
+          }
+        }
+      }
     } else if (is_nhwc_pool(n)) {
       ok = produced(n.input(0)) && n.attr_ints("kernel_shape").size() == 2;
     } else if (is_layout_free_unary(editor, n)) {
@@ -132,7 +152,11 @@ int convert_to_blocked(GraphEditor& editor) {
     }
     ++converted;
     const bool conv = is_nhwc_conv(n);
-    for (size_t k = 0; k < n.inputs.size(); ++k) {
+    if (!stem_source[i].empty()) {
+      n.inputs[0] = stem_source[i];
+      n.attributes["nchw_input"] = int64_t{1};
+    }
+    for (size_t k = stem_source[i].empty() ? 0 : 1; k < n.inputs.size(); ++k) {
       const bool data = conv ? (k == 0 || k == 3) : (n.op_type == "Concat" || k == 0);
       if (data && !n.inputs[k].empty()) n.inputs[k] = blocked_input(n.inputs[k]);
     }

@@ -320,6 +320,39 @@ TEST(OptimizerNumerics, FireModulesRunInTheBlockedLayout) {
   }
 }
 
+// A stem convolution of the image's 3 channels starts the blocked region,
+// reading the NCHW input itself: no input transpose, no reorder into the region.
+TEST(OptimizerNumerics, AStemConvolutionReadsTheNchwInputIntoTheBlockedRegion) {
+  for (int64_t batch : {1, 2}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    Builder b;
+    b.input("x", dims({batch, 3, 21, 21}));
+    Attrs stem_attrs = pads1();
+    stem_attrs["strides"] = Ints{2, 2};
+    const std::string stem = b.op("Relu", {b.conv("x", 3, 32, 3, stem_attrs)});
+    const std::string p = b.op("MaxPool", {stem}, {{"kernel_shape", Ints{3, 3}}, {"strides", Ints{2, 2}}});
+    const std::string s = b.op("Relu", {b.conv(p, 32, 16, 1)});
+    const std::string e1 = b.op("Relu", {b.conv(s, 16, 32, 1)});
+    const std::string e3 = b.op("Relu", {b.conv(s, 16, 32, 3, pads1())});
+    const std::string f = b.op("Concat", {e1, e3}, {{"axis", int64_t{1}}});
+    const std::string head = b.op("Relu", {b.conv(f, 64, 10, 1)});
+    b.node("Flatten", {b.op("GlobalAveragePool", {head})}, {"y"});
+    b.output("y");
+    Graph opt;
+    ASSERT_NO_FATAL_FAILURE(check_levels(b.model(), {{"x", b.random({batch, 3, 21, 21}, -1, 1)}}, &opt));
+    if (!kernels::cpu::ew::has_avx512()) continue;  // the pass runs on AVX-512 CPUs only
+    size_t stems = 0, blocked_convs = 0;
+    for (const auto& n : opt.nodes) {
+      stems += n.op_type == "FusedConv" && n.attr_int("nchw_input", 0) == 1 && n.inputs[0] == "x";
+      blocked_convs += n.op_type == "FusedConv" && n.attr_int("blocked", 0) == 16;
+    }
+    EXPECT_EQ(stems, 1u) << op_list(opt);
+    EXPECT_EQ(blocked_convs, 4u) << op_list(opt);                // all but the head
+    EXPECT_EQ(count_ops(opt, "Transpose"), 1u) << op_list(opt);  // after the global pool only
+    EXPECT_EQ(count_fused(opt, "Reorder"), 1u) << op_list(opt);  // out of the region, to the head
+  }
+}
+
 TEST(OptimizerNumerics, MatMulAddErfGeluInBothPyTorchOrders) {
   Builder b;
   b.input("x", dims({2, 5, 16}));

@@ -205,7 +205,8 @@ namespace {
 // applied by oneDNN post-ops (Y = act(conv(X, W) + B [+ act0 then] + Sum)), and
 // with `channels_last` X, Sum and Y in NHWC (the optimizer's layout pass), and
 // with `blocked` (= 16) X, Sum and Y in nChw16c held as [N, C/16, H, W, 16] (the
-// optimizer's blocked-layout pass), and
+// optimizer's blocked-layout pass; with `nchw_input` X stays plain NCHW: a
+// network's first convolution reading its input), and
 // with `winograd` 3x3 stride-1 problems by Winograd's algorithm where oneDNN has it.
 class ConvKernel final : public Kernel {
  public:
@@ -214,6 +215,7 @@ class ConvKernel final : public Kernel {
         fused_(node.op_type == "FusedConv"),
         channels_last_(node.attr_int("channels_last", 0) != 0),
         blocked_(node.attr_int("blocked", 0)),
+        nchw_input_(node.attr_int("nchw_input", 0) != 0),
         winograd_(node.attr_int("winograd", 0) != 0),
         pre_(FusedActivation::from_node(node, "pre_activation")),
         act_(FusedActivation::from_node(node, "activation")),
@@ -227,7 +229,13 @@ class ConvKernel final : public Kernel {
     if (w.dtype() != x_in.dtype() || (b && b->dtype() != x_in.dtype())) {
       return ctx.error("X, W and B must have one type");
     }
-    if (blocked_) {
+    if (blocked_ && nchw_input_) {
+      if (x_in.rank() != 4 || w.rank() != 4 || w.dim(0) % kChannelBlock != 0 || blocked_ != kChannelBlock || sum) {
+        return ctx.error(
+            "blocked (nChw16c) with nchw_input needs 4-D NCHW X and W, a multiple of 16 outputs, blocked = 16 "
+            "and no residual");
+      }
+    } else if (blocked_) {
       if (x_in.rank() != 5 || x_in.dim(4) != kChannelBlock || w.rank() != 4 || w.dim(0) % kChannelBlock != 0 ||
           blocked_ != kChannelBlock) {
         return ctx.error(
@@ -289,9 +297,10 @@ class ConvKernel final : public Kernel {
   // Geometry works on the logical NCHW shape.
   ConvGeometry geometry(const Tensor& x, const Tensor& w) const {
     const Shape& xs = x.shape();
-    const Shape logical = blocked_         ? Shape{xs[0], xs[1] * kChannelBlock, xs[2], xs[3]}
-                          : channels_last_ ? Shape{xs[0], xs[3], xs[1], xs[2]}
-                                           : xs;
+    const Shape logical = blocked_ && nchw_input_ ? xs
+                          : blocked_              ? Shape{xs[0], xs[1] * kChannelBlock, xs[2], xs[3]}
+                          : channels_last_        ? Shape{xs[0], xs[3], xs[1], xs[2]}
+                                                  : xs;
     return conv_geometry(attrs_, logical, w.shape(), label_);
   }
 
@@ -368,7 +377,10 @@ class ConvKernel final : public Kernel {
       pr.push_back(g.pad_end[i]);
     }
     if (blocked_) {
-      e->src_md = memory::desc(src, memory::data_type::f32, memory::format_tag::nChw16c);
+      // A network's first convolution (3 input channels) reads the NCHW input
+      // itself: oneDNN has a kernel for plain sources and blocked destinations.
+      e->src_md = nchw_input_ ? onednn::plain_desc(src)
+                              : memory::desc(src, memory::data_type::f32, memory::format_tag::nChw16c);
       e->dst_md = memory::desc(dst, memory::data_type::f32, memory::format_tag::nChw16c);
     } else if (channels_last_) {
       e->src_md = memory::desc(src, memory::data_type::f32, memory::format_tag::nhwc);
@@ -393,7 +405,7 @@ class ConvKernel final : public Kernel {
       const memory::desc w_any(wd, memory::data_type::f32, memory::format_tag::any);
       dnnl::convolution_forward::primitive_desc pd;
       bool chosen = false;  // pd holds a Winograd primitive
-      if (winograd_ && !has_sum && winograd_shape(g, !blocked_)) {
+      if (winograd_ && !has_sum && !nchw_input_ && winograd_shape(g, !blocked_)) {
         // Winograd runs on oneDNN's blocked activations: reorders stage them
         // unless this node's already are.
         const memory::desc src_any =
@@ -421,7 +433,7 @@ class ConvKernel final : public Kernel {
       }
       // Few output pixels per weight, where Winograd's algorithm does not
       // pay: the weights are the cost, and StreamConv streams them faster.
-      if (!chosen && channels_last_ && StreamConv::suits(g)) {
+      if (!chosen && channels_last_ && !blocked_ && StreamConv::suits(g)) {
         e->stream = true;
         return e;
       }
@@ -521,9 +533,10 @@ class ConvKernel final : public Kernel {
   void run_reference_f32(const KernelContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
                          const Tensor* b, bool has_sum, Tensor& y) const {
     const Shape in_nchw = {g.batch, g.in_channels, g.in[0], g.in[1]};
-    const Tensor xn = blocked_         ? permute_tensor(x, {0, 1, 4, 2, 3}, ctx.threads()).reshaped(in_nchw)
-                      : channels_last_ ? permute_tensor(x, {0, 3, 1, 2}, ctx.threads())
-                                       : x;
+    const Tensor xn = blocked_ && nchw_input_ ? x
+                      : blocked_              ? permute_tensor(x, {0, 1, 4, 2, 3}, ctx.threads()).reshaped(in_nchw)
+                      : channels_last_        ? permute_tensor(x, {0, 3, 1, 2}, ctx.threads())
+                                              : x;
     Tensor yn(DataType::kFloat32, g.output_shape());
     run_reference<float>(ctx, g, xn, w, b, yn);
     if (blocked_) {
@@ -599,6 +612,7 @@ class ConvKernel final : public Kernel {
   bool fused_ = false;
   bool channels_last_ = false;
   int64_t blocked_ = 0;    // the `blocked` attribute: 0, or 16 (nChw16c)
+  bool nchw_input_ = false;  // with `blocked`: X is plain NCHW (the `nchw_input` attribute)
   bool winograd_ = false;  // the optimizer allows Winograd's algorithm for this node
   FusedActivation pre_, act_;
   std::string label_;  // for messages
