@@ -200,6 +200,32 @@ TEST_F(StreamConvTest, FollowsWeightsThatChange) {
   }
 }
 
+// A blocked (nChw16c) convolution with the weights StreamConv takes in NHWC
+// still runs on oneDNN, which reads the blocked layout.
+TEST_F(StreamConvTest, ABlockedConvolutionIsNotTaken) {
+  const Case c = {{1, 7, 7, 512}, {512, 512, 1, 1}, {1, 1}, {0, 0, 0, 0}, true, false, "", "Relu"};
+  ASSERT_TRUE(suits(c));
+  const Tensor x = random_tensor(c.x, 1), w = random_tensor(c.w, 2), b = random_tensor({c.w[0]}, 3);
+  const std::vector<double> want = reference(c, x, w, b, Tensor());  // NHWC
+  // NHWC [1, 7, 7, C] -> [1, C/16, 7, 7, 16] and back.
+  const auto index = [](int64_t pixel, int64_t ch) { return ((ch / 16) * 49 + pixel) * 16 + ch % 16; };
+  Tensor xb(DataType::kFloat32, {1, 32, 7, 7, 16});
+  for (int64_t p = 0; p < 49; ++p) {
+    for (int64_t ch = 0; ch < 512; ++ch) xb.data<float>()[index(p, ch)] = x.data<float>()[p * 512 + ch];
+  }
+  graph::Node node = node_for(c);
+  node.attributes["blocked"] = int64_t{16};
+  auto y = testing::run_node(node, {xb, w, b}, 2);
+  ASSERT_TRUE(y.ok()) << y.status().to_string();
+  ASSERT_EQ((*y)[0].shape(), (Shape{1, 32, 7, 7, 16}));
+  for (int64_t p = 0; p < 49; ++p) {
+    for (int64_t ch = 0; ch < 512; ++ch) {
+      const double want_i = want[static_cast<size_t>(p * 512 + ch)];
+      ASSERT_NEAR((*y)[0].data<float>()[index(p, ch)], want_i, 1e-4 * (1.0 + std::abs(want_i))) << p << ", " << ch;
+    }
+  }
+}
+
 // Runs on several threads at once share one kernel, each with its own
 // weights: the packed copy is swapped under its lock, never torn.
 TEST_F(StreamConvTest, ConcurrentRunsWithTheirOwnWeights) {
