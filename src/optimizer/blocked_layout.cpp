@@ -15,8 +15,9 @@
 // with one group, and the pools, unary elementwise ops and channel Concats
 // fed by blocked values; and a stem convolution (fewer than 16 input
 // channels, read through the channels-last pass's transpose of an NCHW
-// value) may start a region reading the NCHW value itself. Candidates connected through the values between them
-// form regions; a region is converted when it holds a Concat. Its values are
+// value) may start a region reading the NCHW value itself. Candidates
+// connected through the values between them form regions; a region is
+// converted when it holds a Concat. Its values are
 // renamed "<value>__b16" and have the 5-D shape above; deskml.Reorder nodes
 // convert at the edges (`to` = "nChw16c" or "nhwc"), and an NHWC value is
 // recreated only when something outside the region reads it.
@@ -71,11 +72,11 @@ int convert_to_blocked(GraphEditor& editor) {
     bool ok = false;
     if (is_nhwc_conv(n)) {
       const Tensor* w = editor.constant(n.input(1));
-      ok = w && w->rank() == 4 && n.attr_int("group", 1) == 1 && w->dim(0) > 0 && w->dim(1) > 0 &&
-           w->dim(0) % kBlock == 0 && w->dim(1) % kBlock == 0;
+      const bool blocked_out = w && w->rank() == 4 && n.attr_int("group", 1) == 1 && w->dim(0) > 0 && w->dim(1) > 0 &&
+                               w->dim(0) % kBlock == 0;
+      ok = blocked_out && w->dim(1) % kBlock == 0;
       // The residual has the output's channels; it may come from anywhere.
-      if (!ok && w && w->rank() == 4 && n.attr_int("group", 1) == 1 && w->dim(0) > 0 && w->dim(0) % kBlock == 0 &&
-          w->dim(1) > 0 && w->dim(1) < kBlock && n.input(3).empty()) {
+      if (blocked_out && w->dim(1) < kBlock && n.input(3).empty()) {
         const int p = editor.producer(n.input(0));
         if (p >= 0) {
           const graph::Node& t = g.nodes[static_cast<size_t>(p)];
