@@ -6,19 +6,12 @@
 #include <vector>
 
 #include "kernel_harness.hpp"
+#include "random_tensor.hpp"
 
 namespace deskml {
 namespace {
 
-Tensor random_tensor(Shape shape, uint32_t seed) {
-  Tensor t(DataType::kFloat32, std::move(shape));
-  uint32_t x = seed * 2654435761u + 1;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    x = x * 1664525u + 1013904223u;
-    t.data<float>()[i] = static_cast<float>((x >> 8) % 2001) / 1000.0f - 1.0f;
-  }
-  return t;
-}
+using testing::random_tensor;
 
 // Element `idx` (logical, after `perm`) of `t`.
 double at(const Tensor& t, const std::vector<int64_t>& perm, const std::vector<int64_t>& idx) {

@@ -9,27 +9,20 @@
 
 #include <atomic>
 #include <cmath>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kernel_harness.hpp"
 #include "kernels/cpu/elementwise_isa.hpp"
+#include "random_tensor.hpp"
 
 namespace deskml {
 namespace {
 
 using Ints = std::vector<int64_t>;
 using kernels::cpu::StreamConv;
-
-Tensor random_tensor(const Shape& shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  Tensor t(DataType::kFloat32, shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
+using testing::random_tensor;
 
 double activate(const std::string& name, double v, double alpha = 0, double beta = 0) {
   if (name == "Relu") return v > 0 ? v : 0;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "random_tensor.hpp"
 #include "temp_dir.hpp"
 
 namespace deskml::serving::testing {
@@ -127,12 +128,6 @@ inline Tensor filled(Shape shape, float value) {
   return t;
 }
 
-inline Tensor random_tensor(Shape shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  Tensor t(DataType::kFloat32, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
+using deskml::testing::random_tensor;
 
 }  // namespace deskml::serving::testing
