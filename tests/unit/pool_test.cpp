@@ -105,6 +105,57 @@ TEST(Pool, MaxAndAverageMatchNaiveReference) {
   }
 }
 
+// deskml.NhwcMaxPool on nChw16c activations (the blocked-layout pass's
+// pools): windows with padding, strides, ceil mode and a dilation, at 1-3
+// threads (the threads split the output rows), against the naive pool of the
+// same values in NCHW.
+TEST(NhwcMaxPool, BlockedLayoutMatchesTheReference) {
+  const std::vector<Pool2d> cases = {
+      {{3, 3}, {2, 2}, {1, 1}, {0, 0, 0, 0}, true, false},  // SqueezeNet's
+      {{3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, false, false}, {{3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, false, false},
+      {{2, 3}, {3, 2}, {1, 1}, {0, 1, 1, 0}, true, false},  {{2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true, false},
+      {{3, 2}, {1, 2}, {2, 2}, {2, 1, 2, 1}, false, false},
+  };
+  const int64_t n = 2, c = 32, h = 9, w = 11, blocks = c / 16;
+  const Tensor x = random_input({n, c, h, w}, 23);
+  Tensor blocked(DataType::kFloat32, {n, blocks, h, w, 16});  // [n][c / 16][h][w][c % 16]
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t k = 0; k < c; ++k) {
+      for (int64_t i = 0; i < h * w; ++i) {
+        blocked.data<float>()[((b * blocks + k / 16) * h * w + i) * 16 + k % 16] =
+            x.data<float>()[(b * c + k) * h * w + i];
+      }
+    }
+  }
+  for (const auto& p : cases) {
+    Attrs attrs = pool_attrs(p);
+    attrs.erase("count_include_pad");
+    attrs["blocked"] = int64_t{16};
+    graph::Node node = make_node("NhwcMaxPool", 1, 1, 1, attrs);
+    node.domain = "deskml";
+    Shape shape;
+    const std::vector<double> want = naive_pool(x, p, true, shape);  // NCHW
+    const int64_t oh = shape[2], ow = shape[3];
+    for (int threads : {1, 2, 3}) {
+      SCOPED_TRACE("kernel " + shape_to_string(p.k) + " strides " + shape_to_string(p.s) + " threads " +
+                   std::to_string(threads));
+      auto r = run_node(node, {blocked}, threads);
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      const Tensor& got = (*r)[0];
+      ASSERT_EQ(got.shape(), (Shape{n, blocks, oh, ow, 16}));
+      for (int64_t b = 0; b < n; ++b) {
+        for (int64_t k = 0; k < c; ++k) {
+          for (int64_t i = 0; i < oh * ow; ++i) {
+            ASSERT_EQ(got.data<float>()[((b * blocks + k / 16) * oh * ow + i) * 16 + k % 16],
+                      static_cast<float>(want[static_cast<size_t>((b * c + k) * oh * ow + i)]))
+                << "image " << b << " channel " << k << " pixel " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(NhwcGlobalPool, RowBandsAndWholeImagesAgreeWithTheReference) {
   // Fewer images than threads: each thread pools a band of rows, then the bands are joined.
   // As many images as threads or more: whole images per thread. Odd planes, 70 channels.

@@ -5,6 +5,8 @@
 // With `blocked` = 16 the windowed pools take and give nChw16c activations
 // ([N, C/16, H, W, 16], the blocked-layout pass): the same memory as an NHWC
 // batch of N x C/16 images of 16 channels, which is how they run.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -13,12 +15,71 @@
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
 #include "kernels/cpu/elementwise_common.hpp"
+#include "kernels/cpu/elementwise_isa.hpp"
 #include "kernels/cpu/pool_geometry.hpp"
 
 namespace deskml::kernels::cpu {
 namespace {
 
 using onednn::kChannelBlock;
+
+#pragma GCC diagnostic push
+// GCC 12 takes the masked-intrinsic idiom inside _mm512_max_ps for an uninitialised read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// Max pooling of nChw16c activations (x and y as NHWC batches of n images of
+// 16 channels) over output rows [lo, hi) of every channel block: first the
+// maximum down each input column the row's windows cover (one vector per
+// column, in `cols`), then across each window's columns, so that each input
+// vector is loaded once per output row rather than once per window over it.
+[[gnu::target("avx512f")]] void blocked_max_rows(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw,
+                                                 const float* xp, float* yp, int64_t lo, int64_t hi) {
+  const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
+  const int64_t sh = g.strides[0], sw = g.strides[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  thread_local std::vector<float> cols;
+  cols.resize(static_cast<size_t>(iw * 16));
+  float* cp = cols.data();
+  const __m512 lowest = _mm512_set1_ps(std::numeric_limits<float>::lowest());
+  for (int64_t r = lo; r < hi; ++r) {
+    const int64_t y0 = std::max<int64_t>(0, r * sh - ph), y1 = std::min(ih, r * sh - ph + kh);
+    for (int64_t b = 0; b < n; ++b) {
+      const float* in = xp + b * ih * iw * 16;
+      for (int64_t j = 0; j < iw; ++j) {
+        __m512 m = lowest;
+        for (int64_t i = y0; i < y1; ++i) m = _mm512_max_ps(m, _mm512_loadu_ps(in + (i * iw + j) * 16));
+        _mm512_storeu_ps(cp + j * 16, m);
+      }
+      float* out = yp + (b * oh + r) * ow * 16;
+      for (int64_t q = 0; q < ow; ++q) {
+        const int64_t x0 = std::max<int64_t>(0, q * sw - pw), x1 = std::min(iw, q * sw - pw + kw);
+        __m512 m = lowest;
+        for (int64_t j = x0; j < x1; ++j) m = _mm512_max_ps(m, _mm512_loadu_ps(cp + j * 16));
+        _mm512_storeu_ps(out + q * 16, m);
+      }
+    }
+  }
+}
+
+#pragma GCC diagnostic pop
+
+// The same with the threads splitting the output rows across all channel
+// blocks, where oneDNN's pooling of this memory (a batch of N x C/16 images)
+// splits the images: the rows a thread writes are then the rows the next
+// convolution reads on that thread. On SqueezeNet 1.1 (2 threads, medians of
+// 14-20 alternated runs): where the two CPUs share no cache, 1.708 ms against
+// 1.749, its fire modules gaining more than the pool loses on reading the
+// stem's output; where they share one, 1.258 against 1.242, the pool's loss
+// about all there is. See docs/OPTIMIZER.md, "Thread hand-offs".
+void blocked_max_by_rows(const PoolGeometry& g, const Tensor& x, Tensor& y, int threads) {
+  const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2);
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  parallel_for(g.out[0], threads, n * g.out[1] * g.kernel[0] * g.kernel[1] * 16,
+               [&](int64_t lo, int64_t hi) { blocked_max_rows(g, n, ih, iw, xp, yp, lo, hi); });
+}
 
 class NhwcPoolKernel final : public Kernel {
  public:
@@ -42,6 +103,10 @@ class NhwcPoolKernel final : public Kernel {
     Tensor& out = ctx.allocate_output(0, DataType::kFloat32, out_shape);
     if (out.numel() == 0) return Status::Ok();
     Tensor y = out.reshaped({n, oh, ow, c});  // a view
+    if (max_ && blocked_ && g.dilations == std::vector<int64_t>{1, 1} && ew::has_avx512()) {
+      blocked_max_by_rows(g, x, y, ctx.threads());
+      return Status::Ok();
+    }
     if (max_ && run_onednn_max(ctx, g, x, y)) return Status::Ok();
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
