@@ -177,6 +177,31 @@ TEST(LayerNorm, AxesOutputsAndBroadcast) {
   EXPECT_FALSE(run_node(make_node("LayerNormalization", 2, 1, 16, {}), {f32(x, shape), f32({1, 2, 3, 4}, {4})}).ok());
 }
 
+// Rows as a transformer has them (384 values), one with a tail past the last
+// 16 (37), and rows far from zero (about 10000, their values 1 apart), whose
+// mean and deviations must keep their low digits: float32 at 1 and 2 threads,
+// against a float64 reference.
+TEST(LayerNorm, LongRowsAndRowsFarFromZero) {
+  for (const int64_t len : {int64_t{384}, int64_t{37}}) {
+    for (const float offset : {0.0f, 10000.0f}) {
+      const int64_t rows = 9;
+      auto x = random_floats(rows * len, 11, offset - 0.5f, offset + 0.5f);
+      const auto w = random_floats(len, 12), b = random_floats(len, 13);
+      auto want = standardize(x, rows, len, 1e-5);
+      for (size_t i = 0; i < want.size(); ++i)
+        want[i] = want[i] * w[i % static_cast<size_t>(len)] + b[i % static_cast<size_t>(len)];
+      auto node = make_node("LayerNormalization", 3, 1, 17, {});
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE("len " + std::to_string(len) + " offset " + std::to_string(offset) + " threads " +
+                     std::to_string(threads));
+        auto out = run(node, {f32(x, {rows, len}), f32(w, {len}), f32(b, {len})}, threads);
+        ASSERT_EQ(out.size(), 1u);
+        expect_near_all(out[0], want);
+      }
+    }
+  }
+}
+
 TEST(LayerNorm, HalfAndDouble) {
   const auto x = random_floats(16, 8);
   std::vector<Float16> xh;

@@ -4,13 +4,19 @@
 //
 // All of them reduce to "per contiguous block: statistics, then y = x * a + b"
 // (or x * a[i] + b[i] for LayerNormalization). Float16/bfloat16 compute in
-// float, statistics accumulate in double.
+// float, statistics accumulate in double; float32 LayerNorm on AVX-512 sums in
+// float about each row's first value (layernorm_rows_avx512).
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
+#include "kernels/cpu/elementwise_isa.hpp"
 #include "kernels/cpu/normalization_common.hpp"
 
 namespace deskml::kernels::cpu {
@@ -285,6 +291,71 @@ Status expand_affine(KernelContext& ctx, const Tensor& t, const Shape& ns, int64
   return Status::Ok();
 }
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#pragma GCC diagnostic push
+// GCC 12 takes the masked-intrinsic idiom inside the reduce intrinsics for an uninitialised read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// x - mean as (x - pivot) - (mean - pivot).
+[[gnu::target("avx512f"), gnu::always_inline]] inline __m512 deviation(__m512 x, __m512 pivot, __m512 shift) {
+  return _mm512_sub_ps(_mm512_sub_ps(x, pivot), shift);
+}
+
+// Float rows [lo, hi) of `len` values on AVX-512: the mean, then the variance
+// about it, then the output, each a pass over the row (in L1 by then). The
+// encoder's 12 LayerNorms of 1024 x 384 at batch 8, CPUs sharing a cache:
+// 0.72-0.75 ms on the portable loops (built for SSE2) -> about 0.45-0.5; the
+// whole run 47.23 -> 46.93 ms (medians of 8 alternated runs).
+[[gnu::target("avx512f,avx512dq")]] void layernorm_rows_avx512(const float* x, float* y, int64_t lo, int64_t hi,
+                                                               int64_t len, double eps, const float* w, const float* b,
+                                                               std::vector<double>* mean_out,
+                                                               std::vector<double>* inv_out) {
+  const int64_t full = len - len % 16;
+  const auto tail = static_cast<__mmask16>((1u << (len % 16)) - 1);
+  for (int64_t r = lo; r < hi; ++r) {
+    const float* xr = x + r * len;
+    // In the row's coordinates less its first value (exact for values within
+    // a factor of 2 of it), so that a row far from zero (values about 10000,
+    // 1 apart) keeps its mean's and deviations' low digits in float.
+    const __m512 pivot = _mm512_set1_ps(xr[0]);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < full; i += 16) acc = _mm512_add_ps(acc, _mm512_sub_ps(_mm512_loadu_ps(xr + i), pivot));
+    if (tail) acc = _mm512_add_ps(acc, _mm512_maskz_sub_ps(tail, _mm512_maskz_loadu_ps(tail, xr + full), pivot));
+    const double shift = static_cast<double>(_mm512_reduce_add_ps(acc)) / static_cast<double>(len);  // mean - x[0]
+    const double mean = static_cast<double>(xr[0]) + shift;
+    const __m512 m = _mm512_set1_ps(static_cast<float>(shift));
+    acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < full; i += 16) {
+      const __m512 d = deviation(_mm512_loadu_ps(xr + i), pivot, m);
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    if (tail) {
+      const __m512 d = _mm512_maskz_mov_ps(tail, deviation(_mm512_maskz_loadu_ps(tail, xr + full), pivot, m));
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    const double var = static_cast<double>(_mm512_reduce_add_ps(acc)) / static_cast<double>(len);
+    const double inv = 1.0 / std::sqrt(var + eps);
+    if (mean_out) (*mean_out)[static_cast<size_t>(r)] = mean;
+    if (inv_out) (*inv_out)[static_cast<size_t>(r)] = inv;
+    const __m512 s = _mm512_set1_ps(static_cast<float>(inv));
+    float* yr = y + r * len;
+    for (int64_t i = 0; i < full; i += 16) {
+      const __m512 v = _mm512_mul_ps(deviation(_mm512_loadu_ps(xr + i), pivot, m), s);
+      _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(v, _mm512_loadu_ps(w + i), _mm512_loadu_ps(b + i)));
+    }
+    if (tail) {
+      const __m512 v = _mm512_mul_ps(deviation(_mm512_maskz_loadu_ps(tail, xr + full), pivot, m), s);
+      _mm512_mask_storeu_ps(
+          yr + full, tail,
+          _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(tail, w + full), _mm512_maskz_loadu_ps(tail, b + full)));
+    }
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 template <typename T>
 void layernorm_rows(const T* x, T* y, int64_t rows, int64_t len, double eps, const std::vector<double>& w,
                     const std::vector<double>* b, std::vector<double>* mean_out, std::vector<double>* inv_out,
@@ -296,6 +367,14 @@ void layernorm_rows(const T* x, T* y, int64_t rows, int64_t len, double eps, con
   const C* wp = wc.data();
   const C* bp = bc.data();
   parallel_for(rows, threads, len * 3, [&](int64_t lo, int64_t hi) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (ew::has_avx512()) {
+        layernorm_rows_avx512(x, y, lo, hi, len, eps, wp, bp, mean_out, inv_out);
+        return;
+      }
+    }
+#endif
     std::vector<C> buf;
     for (int64_t r = lo; r < hi; ++r) {
       const C* xr = norm::as_comp<C>(x + r * len, len, buf);
