@@ -107,14 +107,17 @@ TEST(Pool, MaxAndAverageMatchNaiveReference) {
 
 // deskml.NhwcMaxPool on nChw16c activations (the blocked-layout pass's
 // pools): windows with padding, strides, ceil mode and a dilation, at 1-3
-// threads (the threads split the output rows), against the naive pool of the
-// same values in NCHW.
+// threads (the threads split the output rows, or one row's channel blocks),
+// against the naive pool of the same values in NCHW.
 TEST(NhwcMaxPool, BlockedLayoutMatchesTheReference) {
   const std::vector<Pool2d> cases = {
       {{3, 3}, {2, 2}, {1, 1}, {0, 0, 0, 0}, true, false},  // SqueezeNet's
-      {{3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, false, false}, {{3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, false, false},
-      {{2, 3}, {3, 2}, {1, 1}, {0, 1, 1, 0}, true, false},  {{2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true, false},
+      {{3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, false, false},
+      {{3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, false, false},
+      {{2, 3}, {3, 2}, {1, 1}, {0, 1, 1, 0}, true, false},
+      {{2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true, false},
       {{3, 2}, {1, 2}, {2, 2}, {2, 1, 2, 1}, false, false},
+      {{9, 3}, {1, 2}, {1, 1}, {0, 0, 0, 0}, false, false},  // one output row: the threads split the channel blocks
   };
   const int64_t n = 2, c = 32, h = 9, w = 11, blocks = c / 16;
   const Tensor x = random_input({n, c, h, w}, 23);

@@ -31,10 +31,11 @@ using onednn::kChannelBlock;
 #endif
 
 // Max pooling of nChw16c activations (x and y as NHWC batches of n images of
-// 16 channels) over output rows [lo, hi) of every channel block: first the
-// maximum down each input column the row's windows cover (one vector per
-// column, in `cols`), then across each window's columns, so that each input
-// vector is loaded once per output row rather than once per window over it.
+// 16 channels) over the (output row, channel block) pairs [lo, hi), row-major:
+// first the maximum down each input column the row's windows cover (one
+// vector per column, in `cols`), then across each window's columns, so that
+// each input vector is loaded once per output row rather than once per window
+// over it.
 [[gnu::target("avx512f")]] void blocked_max_rows(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw,
                                                  const float* xp, float* yp, int64_t lo, int64_t hi) {
   const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
@@ -43,22 +44,21 @@ using onednn::kChannelBlock;
   cols.resize(static_cast<size_t>(iw * 16));
   float* cp = cols.data();
   const __m512 lowest = _mm512_set1_ps(std::numeric_limits<float>::lowest());
-  for (int64_t r = lo; r < hi; ++r) {
+  for (int64_t item = lo; item < hi; ++item) {
+    const int64_t r = item / n, b = item % n;
     const int64_t y0 = std::max<int64_t>(0, r * sh - ph), y1 = std::min(ih, r * sh - ph + kh);
-    for (int64_t b = 0; b < n; ++b) {
-      const float* in = xp + b * ih * iw * 16;
-      for (int64_t j = 0; j < iw; ++j) {
-        __m512 m = lowest;
-        for (int64_t i = y0; i < y1; ++i) m = _mm512_max_ps(m, _mm512_loadu_ps(in + (i * iw + j) * 16));
-        _mm512_storeu_ps(cp + j * 16, m);
-      }
-      float* out = yp + (b * oh + r) * ow * 16;
-      for (int64_t q = 0; q < ow; ++q) {
-        const int64_t x0 = std::max<int64_t>(0, q * sw - pw), x1 = std::min(iw, q * sw - pw + kw);
-        __m512 m = lowest;
-        for (int64_t j = x0; j < x1; ++j) m = _mm512_max_ps(m, _mm512_loadu_ps(cp + j * 16));
-        _mm512_storeu_ps(out + q * 16, m);
-      }
+    const float* in = xp + b * ih * iw * 16;
+    for (int64_t j = 0; j < iw; ++j) {
+      __m512 m = lowest;
+      for (int64_t i = y0; i < y1; ++i) m = _mm512_max_ps(m, _mm512_loadu_ps(in + (i * iw + j) * 16));
+      _mm512_storeu_ps(cp + j * 16, m);
+    }
+    float* out = yp + (b * oh + r) * ow * 16;
+    for (int64_t q = 0; q < ow; ++q) {
+      const int64_t x0 = std::max<int64_t>(0, q * sw - pw), x1 = std::min(iw, q * sw - pw + kw);
+      __m512 m = lowest;
+      for (int64_t j = x0; j < x1; ++j) m = _mm512_max_ps(m, _mm512_loadu_ps(cp + j * 16));
+      _mm512_storeu_ps(out + q * 16, m);
     }
   }
 }
@@ -77,7 +77,9 @@ void blocked_max_by_rows(const PoolGeometry& g, const Tensor& x, Tensor& y, int 
   const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2);
   const float* xp = x.data<float>();
   float* yp = y.data<float>();
-  parallel_for(g.out[0], threads, n * g.out[1] * g.kernel[0] * g.kernel[1] * 16,
+  // Contiguous runs of (row, block) pairs: whole rows per thread, or parts of
+  // one row's blocks when there are fewer rows than threads.
+  parallel_for(g.out[0] * n, threads, g.out[1] * g.kernel[0] * g.kernel[1] * 16,
                [&](int64_t lo, int64_t hi) { blocked_max_rows(g, n, ih, iw, xp, yp, lo, hi); });
 }
 
