@@ -5,7 +5,10 @@
 // With `blocked` = 16 the windowed pools take and give nChw16c activations
 // ([N, C/16, H, W, 16], the blocked-layout pass): the same memory as an NHWC
 // batch of N x C/16 images of 16 channels, which is how they run.
+#if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
+#define DESKML_BLOCKED_MAX_POOL 1
+#endif
 
 #include <algorithm>
 #include <limits>
@@ -23,6 +26,7 @@ namespace {
 
 using onednn::kChannelBlock;
 
+#ifdef DESKML_BLOCKED_MAX_POOL
 #pragma GCC diagnostic push
 // GCC 12 takes the masked-intrinsic idiom inside _mm512_max_ps for an uninitialised read.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -82,6 +86,7 @@ void blocked_max_by_rows(const PoolGeometry& g, const Tensor& x, Tensor& y, int 
   parallel_for(g.out[0] * n, threads, g.out[1] * g.kernel[0] * g.kernel[1] * 16,
                [&](int64_t lo, int64_t hi) { blocked_max_rows(g, n, ih, iw, xp, yp, lo, hi); });
 }
+#endif  // DESKML_BLOCKED_MAX_POOL
 
 class NhwcPoolKernel final : public Kernel {
  public:
@@ -105,10 +110,12 @@ class NhwcPoolKernel final : public Kernel {
     Tensor& out = ctx.allocate_output(0, DataType::kFloat32, out_shape);
     if (out.numel() == 0) return Status::Ok();
     Tensor y = out.reshaped({n, oh, ow, c});  // a view
+#ifdef DESKML_BLOCKED_MAX_POOL
     if (max_ && blocked_ && g.dilations == std::vector<int64_t>{1, 1} && ew::has_avx512()) {
       blocked_max_by_rows(g, x, y, ctx.threads());
       return Status::Ok();
     }
+#endif
     if (max_ && run_onednn_max(ctx, g, x, y)) return Status::Ok();
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
