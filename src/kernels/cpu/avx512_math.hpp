@@ -10,14 +10,21 @@
 
 #include <cstdint>
 
+// Hand-written AVX-512 code goes between these two: GCC 12 takes the
+// masked-intrinsic idiom inside the min, max and reduce intrinsics for an
+// uninitialised read.
+#if defined(__clang__)
+#define DESKML_AVX512_WARNINGS_OFF _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#else
+#define DESKML_AVX512_WARNINGS_OFF                                                     \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#endif
+#define DESKML_AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
+
 namespace deskml::kernels::cpu::avx512 {
 
-#pragma GCC diagnostic push
-// GCC 12 takes the masked-intrinsic idiom inside the min, max and reduce intrinsics for an uninitialised read.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+DESKML_AVX512_WARNINGS_OFF
 
 // 2^z: the fraction by a degree-5 polynomial on [-0.5, 0.5] (relative error
 // about 3e-6), the integer part by vscalefps, which saturates to 0 and inf by
@@ -92,7 +99,7 @@ namespace deskml::kernels::cpu::avx512 {
   if (tail) _mm512_mask_storeu_ps(x + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + full), inv));
 }
 
-#pragma GCC diagnostic pop
+DESKML_AVX512_WARNINGS_ON
 
 }  // namespace deskml::kernels::cpu::avx512
 

@@ -75,12 +75,7 @@ struct Epilogue {
 
 #ifdef DESKML_STREAM_CONV
 
-#pragma GCC diagnostic push
-// GCC 12 takes the masked-intrinsic idiom inside _mm512_max_ps for an uninitialised read.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+DESKML_AVX512_WARNINGS_OFF
 
 [[gnu::target("avx512f,avx512dq"), gnu::always_inline]] inline __m512 activate(Epilogue::Act act, __m512 v, __m512 lo,
                                                                                __m512 hi) {
@@ -178,7 +173,7 @@ template <int R>
   }
 }
 
-#pragma GCC diagnostic pop
+DESKML_AVX512_WARNINGS_ON
 
 using MicroFn = void (*)(const float* const*, int64_t, const Chunk&, const float*, const float*, float*, int64_t,
                          int64_t, bool, bool, const float*, int64_t, const Epilogue&);

@@ -6,14 +6,11 @@
 // (or x * a[i] + b[i] for LayerNormalization). Float16/bfloat16 compute in
 // float, statistics accumulate in double; float32 LayerNorm on AVX-512 sums in
 // float about each row's first value (layernorm_rows_avx512).
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/avx512_math.hpp"
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/elementwise_isa.hpp"
@@ -292,12 +289,7 @@ Status expand_affine(KernelContext& ctx, const Tensor& t, const Shape& ns, int64
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
-#pragma GCC diagnostic push
-// GCC 12 takes the masked-intrinsic idiom inside the reduce intrinsics for an uninitialised read.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+DESKML_AVX512_WARNINGS_OFF
 // x - mean as (x - pivot) - (mean - pivot).
 [[gnu::target("avx512f"), gnu::always_inline]] inline __m512 deviation(__m512 x, __m512 pivot, __m512 shift) {
   return _mm512_sub_ps(_mm512_sub_ps(x, pivot), shift);
@@ -353,7 +345,7 @@ Status expand_affine(KernelContext& ctx, const Tensor& t, const Shape& ns, int64
     }
   }
 }
-#pragma GCC diagnostic pop
+DESKML_AVX512_WARNINGS_ON
 #endif
 
 template <typename T>

@@ -6,7 +6,6 @@
 // ([N, C/16, H, W, 16], the blocked-layout pass): the same memory as an NHWC
 // batch of N x C/16 images of 16 channels, which is how they run.
 #if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
 #define DESKML_BLOCKED_MAX_POOL 1
 #endif
 
@@ -14,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/avx512_math.hpp"
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
@@ -27,12 +27,7 @@ namespace {
 using onednn::kChannelBlock;
 
 #ifdef DESKML_BLOCKED_MAX_POOL
-#pragma GCC diagnostic push
-// GCC 12 takes the masked-intrinsic idiom inside _mm512_max_ps for an uninitialised read.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+DESKML_AVX512_WARNINGS_OFF
 
 // Max pooling of nChw16c activations (x and y as NHWC batches of n images of
 // 16 channels) over the (output row, channel block) pairs [lo, hi), row-major:
@@ -67,7 +62,7 @@ using onednn::kChannelBlock;
   }
 }
 
-#pragma GCC diagnostic pop
+DESKML_AVX512_WARNINGS_ON
 
 // The same with the threads splitting the output rows across all channel
 // blocks, where oneDNN's pooling of this memory (a batch of N x C/16 images)
