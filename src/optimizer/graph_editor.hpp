@@ -73,6 +73,15 @@ class GraphEditor {
   size_t counter_ = 0;
 };
 
+// Whether every value is 1: strides or dilations that change nothing (an
+// absent attribute reads as empty, and so passes).
+inline bool all_ones(const std::vector<int64_t>& v) {
+  for (int64_t x : v) {
+    if (x != 1) return false;
+  }
+  return true;
+}
+
 // Float attribute or constant-input helpers.
 std::optional<float> scalar_constant(const GraphEditor& editor, const std::string& value);
 

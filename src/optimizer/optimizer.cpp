@@ -47,6 +47,7 @@ Status optimize(graph::Model& model, const kernels::KernelRegistry& registry, co
       run("blocked-layout", [&] { return convert_to_blocked(editor); });
     }
     if (options.winograd) run("winograd", [&] { return allow_winograd(editor); });
+    if (options.conv_pool) run("fuse-conv-pool", [&] { return fuse_conv_max_pool(editor); });
     run("dead-code", [&] { return eliminate_dead_code(editor); });
   }
   for (const auto& node : model.graph.nodes) {

@@ -26,6 +26,8 @@ struct OptimizeOptions {
   // Run the NHWC regions that concatenate channels in nChw16c (see convert_to_blocked);
   // on AVX-512 CPUs only, where that layout is oneDNN's native one.
   bool blocked = true;
+  // Run a blocked convolution and the max pool after it as one node (see fuse_conv_max_pool).
+  bool conv_pool = true;
 };
 
 struct PassResult {
@@ -51,5 +53,6 @@ int fuse_attention(GraphEditor& editor);  // MatMul -> scale -> [mask] -> Softma
 int convert_to_channels_last(GraphEditor& editor);  // NCHW conv chains -> NHWC
 int convert_to_blocked(GraphEditor& editor);        // NHWC regions with a channel Concat -> nChw16c
 int allow_winograd(GraphEditor& editor);            // marks 3x3 stride-1 float convs `winograd`
+int fuse_conv_max_pool(GraphEditor& editor);        // blocked FusedConv -> NhwcMaxPool -> deskml.FusedConvMaxPool
 
 }  // namespace deskml::optimizer

@@ -11,17 +11,6 @@
 #include "optimizer/optimizer.hpp"
 
 namespace deskml::optimizer {
-namespace {
-
-bool all_ones(const std::vector<int64_t>& v) {
-  for (int64_t x : v) {
-    if (x != 1) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 int allow_winograd(GraphEditor& editor) {
   int marked = 0;
   for (auto& n : editor.graph().nodes) {

@@ -343,11 +343,14 @@ TEST(OptimizerNumerics, AStemConvolutionReadsTheNchwInputIntoTheBlockedRegion) {
     if (!kernels::cpu::ew::has_avx512()) continue;  // the pass runs on AVX-512 CPUs only
     size_t stems = 0, blocked_convs = 0;
     for (const auto& n : opt.nodes) {
-      stems += n.op_type == "FusedConv" && n.attr_int("nchw_input", 0) == 1 && n.inputs[0] == "x";
+      // The stem and the max pool after it run as one node.
+      stems += n.op_type == "FusedConvMaxPool" && n.attr_int("nchw_input", 0) == 1 && n.inputs[0] == "x" &&
+               n.attr_ints("pool_kernel_shape") == Ints{3, 3} && n.attr_ints("pool_strides") == Ints{2, 2};
       blocked_convs += n.op_type == "FusedConv" && n.attr_int("blocked", 0) == 16;
     }
     EXPECT_EQ(stems, 1u) << op_list(opt);
-    EXPECT_EQ(blocked_convs, 4u) << op_list(opt);                // all but the head
+    EXPECT_EQ(blocked_convs, 3u) << op_list(opt);  // all but the stem and the head
+    EXPECT_EQ(count_fused(opt, "NhwcMaxPool"), 0u) << op_list(opt);
     EXPECT_EQ(count_ops(opt, "Transpose"), 1u) << op_list(opt);  // after the global pool only
     EXPECT_EQ(count_fused(opt, "Reorder"), 1u) << op_list(opt);  // out of the region, to the head
   }

@@ -973,6 +973,61 @@ TEST(OptimizerWinograd, OptionTurnsThePassOff) {
   }
 }
 
+// ===========================================================================
+// fuse_conv_max_pool
+
+// A blocked FusedConv whose only reader is a blocked max pool: fused, the
+// pool's attributes prefixed; not when the conv's output is read elsewhere,
+// the pool is dilated or returns Indices, or the conv sums a residual.
+TEST(OptimizerConvPool, FusesABlockedConvIntoTheMaxPoolThatAloneReadsIt) {
+  const auto blocked = [](const std::string& op) {
+    Node n;
+    n.op_type = op;
+    n.domain = optimizer::kDeskmlDomain;
+    n.attributes["blocked"] = int64_t{16};
+    return n;
+  };
+  const auto build = [&](const std::string& variant) {
+    Builder b;
+    b.input("x", dims({1, 1, 8, 8, 16}));
+    Node conv = blocked("FusedConv");
+    conv.inputs = {"x", b.init("w", b.random({16, 16, 3, 3}, -1, 1))};
+    if (variant == "residual") conv.inputs = {"x", "w", "", "x"};
+    conv.outputs = {"c"};
+    conv.attributes["activation"] = std::string("Relu");
+    Node pool = blocked("NhwcMaxPool");
+    pool.inputs = {"c"};
+    pool.outputs = {"y"};
+    pool.attributes["kernel_shape"] = Ints{3, 3};
+    pool.attributes["strides"] = Ints{2, 2};
+    pool.attributes["ceil_mode"] = int64_t{1};
+    if (variant == "dilated") pool.attributes["dilations"] = Ints{2, 2};
+    if (variant == "indices") pool.outputs.push_back("i");
+    b.g.nodes.push_back(conv);
+    b.g.nodes.push_back(pool);
+    b.output("y");
+    if (variant == "indices") b.output("i");
+    if (variant == "read twice") b.output("c");
+    return b;
+  };
+  Builder yes = build("");
+  EXPECT_EQ(apply(yes.g, optimizer::fuse_conv_max_pool), 1);
+  ASSERT_EQ(yes.g.nodes.size(), 1u) << op_list(yes.g);
+  const Node& n = yes.g.nodes[0];
+  EXPECT_EQ(n.op_type, "FusedConvMaxPool");
+  EXPECT_EQ(n.outputs, std::vector<std::string>{"y"});
+  EXPECT_EQ(n.attr_string("activation"), "Relu");
+  EXPECT_EQ(n.attr_ints("pool_kernel_shape"), (Ints{3, 3}));
+  EXPECT_EQ(n.attr_ints("pool_strides"), (Ints{2, 2}));
+  EXPECT_EQ(n.attr_int("pool_ceil_mode", 0), 1);
+  EXPECT_EQ(n.attr_int("blocked", 0), 16);
+  for (const std::string variant : {"read twice", "dilated", "indices", "residual"}) {
+    Builder no = build(variant);
+    EXPECT_EQ(apply(no.g, optimizer::fuse_conv_max_pool), 0) << variant;
+    EXPECT_EQ(no.g.nodes.size(), 2u) << variant;
+  }
+}
+
 TEST(OptimizerPipeline, LevelsAndReport) {
   Builder b;
   b.input("x", dims({1, 4, 6, 6}));

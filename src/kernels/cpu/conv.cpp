@@ -1,14 +1,19 @@
 // Conv: oneDNN for float32 (half types computed in float32), direct loops for float64.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "kernels/cpu/common.hpp"
 #include "kernels/cpu/conv_geometry.hpp"
+#include "kernels/cpu/conv_pool.hpp"
 #include "kernels/cpu/conv_stream.hpp"
 #include "kernels/cpu/cpu_registry.hpp"
 #include "kernels/cpu/dnnl_context.hpp"
 #include "kernels/cpu/matmul_loops.hpp"
+#include "kernels/cpu/pool_blocked.hpp"
 #include "kernels/cpu/post_ops.hpp"
 
 namespace deskml::kernels::cpu {
@@ -208,11 +213,15 @@ namespace {
 // optimizer's blocked-layout pass; with `nchw_input` X stays plain NCHW: a
 // network's first convolution reading its input), and
 // with `winograd` 3x3 stride-1 problems by Winograd's algorithm where oneDNN has it.
+// deskml.FusedConvMaxPool is a blocked FusedConv (no residual) whose output
+// goes through the max pool its `pool_*` attributes describe (MaxPool's,
+// prefixed), run band by band of rows (conv_pool.hpp).
 class ConvKernel final : public Kernel {
  public:
   explicit ConvKernel(const graph::Node& node)
       : attrs_(node),
-        fused_(node.op_type == "FusedConv"),
+        fused_(node.op_type == "FusedConv" || node.op_type == "FusedConvMaxPool"),
+        pool_(node.op_type == "FusedConvMaxPool" ? std::optional<PoolAttrs>(PoolAttrs(node, "pool_")) : std::nullopt),
         channels_last_(node.attr_int("channels_last", 0) != 0),
         blocked_(node.attr_int("blocked", 0)),
         nchw_input_(node.attr_int("nchw_input", 0) != 0),
@@ -246,8 +255,10 @@ class ConvKernel final : public Kernel {
       return ctx.error("channels_last needs 4-D X and W");
     }
     if (fused_ && x_in.dtype() != DataType::kFloat32) return ctx.error("FusedConv is float32 only");
+    if (pool_ && (!blocked_ || sum)) return ctx.error("FusedConvMaxPool needs blocked (nChw16c) data and no residual");
     switch (x_in.dtype()) {
       case DataType::kFloat32: {
+        if (pool_) return compute_pooled(ctx, x_in, w, b);
         // Geometry and primitive come together from the per-shape cache.
         const auto e = entry(x_in, w, b != nullptr, sum != nullptr);
         DESKML_RETURN_IF_ERROR(check_operands(ctx, e->g, e->out_shape, b, sum));
@@ -608,8 +619,131 @@ class ConvKernel final : public Kernel {
     if (e.deferred_act) act_.apply(y.data<float>(), y.numel(), ctx.threads());
   }
 
+  // deskml.FusedConvMaxPool: y = maxpool(conv(x)), blocked.
+  Status compute_pooled(KernelContext& ctx, const Tensor& x, const Tensor& w, const Tensor* b) {
+    const ConvGeometry g = geometry(x, w);
+    if (g.spatial_rank() != 2) return ctx.error("FusedConvMaxPool is 2-D only");
+    DESKML_RETURN_IF_ERROR(check_operands(ctx, g, g.output_shape(), b, nullptr));
+    // The pool sees the convolution's output as N x C/16 images of 16 channels.
+    const int64_t n = g.batch * (g.out_channels / kChannelBlock);
+    const PoolGeometry pg = pool_geometry(*pool_, {n, kChannelBlock, g.out[0], g.out[1]}, label_);
+    if (pg.kernel.size() != 2 || pg.dilations != std::vector<int64_t>{1, 1}) {
+      return ctx.error("FusedConvMaxPool's pool must be 2-D and undilated");
+    }
+    Tensor& y = ctx.allocate_output(0, DataType::kFloat32,
+                                    {g.batch, g.out_channels / kChannelBlock, pg.out[0], pg.out[1], kChannelBlock});
+    if (y.numel() == 0) return Status::Ok();
+    if (x.numel() > 0 && w.numel() > 0 && run_bands(ctx, g, pg, x, w, b, y)) return Status::Ok();
+    // Unfused: the whole convolution, then the pool.
+    const auto e = entry(x, w, b != nullptr, false);
+    Tensor full(DataType::kFloat32, e->out_shape);
+    run_f32(ctx, *e, x, w, b, false, full);
+    const float* fp = full.data<float>();
+    float* yp = y.data<float>();
+    parallel_for(pg.out[0] * n, ctx.threads(), pg.out[1] * pg.kernel[0] * pg.kernel[1] * kChannelBlock,
+                 [&](int64_t lo, int64_t hi) { blocked_max_rows(pg, n, g.out[0], g.out[1], fp, yp, lo, hi); });
+    return Status::Ok();
+  }
+
+  // The convolution's output rows a band holds at most: 256 KB of them, so
+  // that the band and the input rows it reads stay in a core's L2 cache.
+  static constexpr int64_t kBandBytes = int64_t{256} << 10;
+
+  // The banded run (conv_pool.hpp): each thread convolves its bands into a
+  // buffer of its own through primitives built for the bands' shapes, and
+  // pools them from there. False, having done nothing, where a band's
+  // convolution would not run on a oneDNN primitive of blocked layouts.
+  bool run_bands(const KernelContext& ctx, const ConvGeometry& g, const PoolGeometry& pg, const Tensor& x,
+                 const Tensor& w, const Tensor* b, Tensor& y) {
+    const int64_t row_bytes = g.batch * g.out_channels * g.out[1] * static_cast<int64_t>(sizeof(float));
+    const auto plan = conv_pool_bands(g, pg, ctx.threads(), std::max<int64_t>(1, kBandBytes / row_bytes));
+    struct Job {
+      const ConvPoolBand* band;
+      std::shared_ptr<Primitive> prim;
+      onednn::PackedWeights weights;  // held through the run
+    };
+    // Primitives and weights first, on this thread: the bands then only run them.
+    std::vector<std::vector<Job>> jobs(plan.size());
+    for (size_t t = 0; t < plan.size(); ++t) {
+      for (const ConvPoolBand& band : plan[t]) {
+        auto e = band_entry(x, w, b != nullptr, g, band);
+        if (e->use_reference || e->stream || e->staged) return false;
+        onednn::PackedWeights packed = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md)
+                                                          : onednn::PackedWeights{onednn::wrap(e->user_w_md, w), {}};
+        jobs[t].push_back({&band, std::move(e), std::move(packed)});
+      }
+    }
+    const int64_t in_planes = g.batch * (nchw_input_ ? g.in_channels : g.in_channels / kChannelBlock);
+    const int64_t in_row = g.in[1] * (nchw_input_ ? 1 : kChannelBlock);  // floats per row of a plane
+    const int64_t out_planes = g.batch * (g.out_channels / kChannelBlock), out_row = g.out[1] * kChannelBlock;
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    std::atomic<bool> failed{false};
+    std::string error;
+    // One thread per run of bands: a oneDNN primitive run inside the team runs on its caller alone.
+    parallel_for(static_cast<int64_t>(jobs.size()), static_cast<int>(jobs.size()), kParallelGrain,
+                 [&](int64_t lo, int64_t hi) {
+                   thread_local onednn::ScratchBuffer in_buffer, out_buffer;
+                   for (int64_t t = lo; t < hi; ++t) {
+                     for (const Job& job : jobs[static_cast<size_t>(t)]) {
+                       const ConvPoolBand& band = *job.band;
+                       const Primitive& e = *job.prim;
+                       // The band's input rows, plane by plane, into a dense tensor of their own.
+                       const int64_t rows = band.in_end - band.in_begin;
+                       auto* in = static_cast<float*>(in_buffer.reserve(e.src_md.get_size()));
+                       for (int64_t p = 0; p < in_planes; ++p) {
+                         std::memcpy(in + p * rows * in_row, xp + (p * g.in[0] + band.in_begin) * in_row,
+                                     static_cast<size_t>(rows * in_row) * sizeof(float));
+                       }
+                       auto* out = static_cast<float*>(out_buffer.reserve(e.dst_md.get_size()));
+                       try {
+                         onednn::FastArgs args(e.slots);
+                         args.add(DNNL_ARG_SRC, e.src_md, in);
+                         args.add(DNNL_ARG_WEIGHTS, job.weights.memory);
+                         args.add(DNNL_ARG_DST, e.dst_md, out);
+                         if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
+                         args.execute(e.prim, e.scratch_md);
+                       } catch (const dnnl::error& err) {
+                         if (!failed.exchange(true)) error = err.what();
+                         return;
+                       }
+                       const int64_t conv_rows = band.conv_end - band.conv_begin;
+                       if (e.deferred_act) act_.apply(out, out_planes * conv_rows * out_row, 1);
+                       PoolGeometry pb = pg;  // the band's rows start at conv_begin
+                       pb.pad_begin[0] += band.conv_begin;
+                       blocked_max_rows(pb, out_planes, conv_rows, g.out[1], out, yp, band.pool_begin * out_planes,
+                                        band.pool_end * out_planes);
+                     }
+                   }
+                 });
+    if (failed) throw_status(invalid_argument(label_ + ": oneDNN: " + error));
+    return true;
+  }
+
+  // The primitive for one band's rows (cached by the band's shape and padding).
+  std::shared_ptr<Primitive> band_entry(const Tensor& x, const Tensor& w, bool has_bias, const ConvGeometry& g,
+                                        const ConvPoolBand& band) {
+    std::vector<int64_t> key;
+    onednn::append_key(key, x.shape());
+    onednn::append_key(key, w.shape());
+    key.insert(key.end(), {int64_t{has_bias}, band.in_end - band.in_begin, band.conv_end - band.conv_begin,
+                           band.pad_top, band.pad_bottom});
+    return band_cache_.get(key, [&] {
+      ConvGeometry gb = g;
+      gb.in[0] = band.in_end - band.in_begin;
+      gb.out[0] = band.conv_end - band.conv_begin;
+      gb.pad_begin[0] = band.pad_top;
+      gb.pad_end[0] = band.pad_bottom;
+      auto e = build(gb, has_bias, false);
+      e->g = gb;
+      e->out_shape = {gb.batch, gb.out_channels / kChannelBlock, gb.out[0], gb.out[1], kChannelBlock};
+      return e;
+    });
+  }
+
   ConvAttrs attrs_;
   bool fused_ = false;
+  std::optional<PoolAttrs> pool_;  // deskml.FusedConvMaxPool's pool
   bool channels_last_ = false;
   int64_t blocked_ = 0;    // the `blocked` attribute: 0, or 16 (nChw16c)
   bool nchw_input_ = false;  // with `blocked`: X is plain NCHW (the `nchw_input` attribute)
@@ -617,6 +751,7 @@ class ConvKernel final : public Kernel {
   FusedActivation pre_, act_;
   std::string label_;  // for messages
   onednn::PrimitiveCache<Primitive> cache_;
+  onednn::PrimitiveCache<Primitive> band_cache_{16};  // FusedConvMaxPool's, per band shape
   mutable onednn::SharedWeights shared_weights_;  // build() is const; the weights are a cache
   StreamConv stream_;                             // for the problems it suits; packs its weights on first use
 };
@@ -634,6 +769,8 @@ void register_conv_kernels(KernelRegistry& r) {
   fused.op = "FusedConv";
   fused.domain = "deskml";
   fused.types = {DataType::kFloat32};
+  r.add(fused);
+  fused.op = "FusedConvMaxPool";
   r.add(fused);
   register_conv_transpose_kernels(r);
   register_conv_integer_kernels(r);

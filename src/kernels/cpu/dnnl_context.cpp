@@ -8,30 +8,22 @@
 #include "kernels/cpu/prepacked_weights.hpp"
 
 namespace deskml::kernels::cpu::onednn {
+
+ScratchBuffer::~ScratchBuffer() { std::free(data_); }
+
+void* ScratchBuffer::reserve(size_t bytes) {
+  if (bytes <= capacity_) return data_;
+  std::free(data_);
+  data_ = nullptr;
+  capacity_ = 0;
+  const size_t rounded = (bytes + 4095) / 4096 * 4096;
+  data_ = std::aligned_alloc(4096, rounded);
+  if (data_ == nullptr) throw std::bad_alloc();
+  capacity_ = rounded;
+  return data_;
+}
+
 namespace {
-
-// Scratch memory for primitive execution, one growing buffer per thread: a
-// primitive runs to completion on the calling thread (oneDNN's own workers
-// only use it inside that call), so the buffer is never shared.
-class ScratchBuffer {
- public:
-  ~ScratchBuffer() { std::free(data_); }
-  void* reserve(size_t bytes) {
-    if (bytes <= capacity_) return data_;
-    std::free(data_);
-    data_ = nullptr;
-    capacity_ = 0;
-    const size_t rounded = (bytes + 4095) / 4096 * 4096;
-    data_ = std::aligned_alloc(4096, rounded);
-    if (data_ == nullptr) throw std::bad_alloc();
-    capacity_ = rounded;
-    return data_;
-  }
-
- private:
-  void* data_ = nullptr;
-  size_t capacity_ = 0;
-};
 
 ScratchBuffer& thread_scratch() {
   thread_local ScratchBuffer buffer;

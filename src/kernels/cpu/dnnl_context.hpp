@@ -41,6 +41,25 @@ dnnl::memory::desc strided_desc(const dnnl::memory::dims& dims, const dnnl::memo
 dnnl::memory wrap(const dnnl::memory::desc& md, const Tensor& t);
 dnnl::memory wrap(const dnnl::memory::desc& md, void* data);
 
+// A growing, page-aligned buffer, for scratch memory kept per thread
+// (thread_local): primitives' scratchpads, staged activations, the bands of
+// a pooled convolution. A primitive runs to completion on the calling thread
+// (oneDNN's own workers only use it inside that call), so such a buffer is
+// never shared.
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer();
+  // At least `bytes`, keeping the contents only while it need not grow; throws std::bad_alloc.
+  void* reserve(size_t bytes);
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 // Attributes every deskml primitive starts from: a user-managed scratchpad, so
 // a cached primitive can run on any thread and concurrently (oneDNN's
 // library-managed scratchpad is shared per primitive and not safe for that).

@@ -15,15 +15,15 @@ namespace deskml::kernels::cpu {
 void register_pool_extra_kernels(KernelRegistry& r);
 void register_nhwc_pool_kernels(KernelRegistry& r);
 
-PoolAttrs::PoolAttrs(const graph::Node& node)
-    : auto_pad(node.attr_string("auto_pad", "NOTSET")),
-      kernel_shape(node.attr_ints("kernel_shape")),
-      strides(node.attr_ints("strides")),
-      dilations(node.attr_ints("dilations")),
-      pads(node.attr_ints("pads")),
-      ceil_mode(node.attr_int("ceil_mode", 0) != 0),
-      count_include_pad(node.attr_int("count_include_pad", 0) != 0),
-      storage_order(node.attr_int("storage_order", 0)) {
+PoolAttrs::PoolAttrs(const graph::Node& node, const std::string& prefix)
+    : auto_pad(node.attr_string(prefix + "auto_pad", "NOTSET")),
+      kernel_shape(node.attr_ints(prefix + "kernel_shape")),
+      strides(node.attr_ints(prefix + "strides")),
+      dilations(node.attr_ints(prefix + "dilations")),
+      pads(node.attr_ints(prefix + "pads")),
+      ceil_mode(node.attr_int(prefix + "ceil_mode", 0) != 0),
+      count_include_pad(node.attr_int(prefix + "count_include_pad", 0) != 0),
+      storage_order(node.attr_int(prefix + "storage_order", 0)) {
   if (auto_pad.empty()) auto_pad = "NOTSET";
 }
 

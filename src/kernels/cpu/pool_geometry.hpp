@@ -17,7 +17,9 @@ struct PoolAttrs {
   bool count_include_pad = false;
   int64_t storage_order = 0;
   PoolAttrs() = default;
-  explicit PoolAttrs(const graph::Node& node);
+  // From the node's attributes; with a prefix, from "<prefix>kernel_shape" and
+  // so on (a fused node carrying a pool's attributes next to its own).
+  explicit PoolAttrs(const graph::Node& node, const std::string& prefix = "");
 };
 
 // Spatial vectors have one entry per spatial axis.

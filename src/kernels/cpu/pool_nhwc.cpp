@@ -19,6 +19,7 @@
 #include "kernels/cpu/dnnl_context.hpp"
 #include "kernels/cpu/elementwise_common.hpp"
 #include "kernels/cpu/elementwise_isa.hpp"
+#include "kernels/cpu/pool_blocked.hpp"
 #include "kernels/cpu/pool_geometry.hpp"
 
 namespace deskml::kernels::cpu {
@@ -29,30 +30,49 @@ using onednn::kChannelBlock;
 #ifdef DESKML_BLOCKED_MAX_POOL
 DESKML_AVX512_WARNINGS_OFF
 
-// Max pooling of nChw16c activations (x and y as NHWC batches of n images of
-// 16 channels) over the (output row, channel block) pairs [lo, hi), row-major:
-// first the maximum down each input column the row's windows cover (one
-// vector per column, in `cols`), then across each window's columns, so that
-// each input vector is loaded once per output row rather than once per window
-// over it.
-[[gnu::target("avx512f")]] void blocked_max_rows(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw,
-                                                 const float* xp, float* yp, int64_t lo, int64_t hi) {
+// The maximum down column j of `rows` rows from `in` (rows of iw vectors),
+// or `lowest` for a column outside [0, iw).
+[[gnu::target("avx512f"), gnu::always_inline]] inline __m512 column_max(const float* in, int64_t rows, int64_t iw,
+                                                                        int64_t j, __m512 lowest) {
+  if (j < 0 || j >= iw) return lowest;
+  const float* p = in + j * 16;
+  __m512 m = _mm512_loadu_ps(p);
+  for (int64_t i = 1; i < rows; ++i) m = _mm512_max_ps(m, _mm512_loadu_ps(p + i * iw * 16));
+  return m;
+}
+
+[[gnu::target("avx512f")]] void blocked_max_rows_avx512(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw,
+                                                        const float* xp, float* yp, int64_t lo, int64_t hi) {
   const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
   const int64_t sh = g.strides[0], sw = g.strides[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
   thread_local std::vector<float> cols;
   cols.resize(static_cast<size_t>(iw * 16));
   float* cp = cols.data();
   const __m512 lowest = _mm512_set1_ps(std::numeric_limits<float>::lowest());
-  for (int64_t item = lo; item < hi; ++item) {
+  // Whole rows go image by image, so that the input row two windows share is
+  // still in L1 for the second: [lo, hi) = rows [lo / n, hi / n) of every image.
+  const bool whole_rows = lo % n == 0 && hi % n == 0;
+  const int64_t row_count = (hi - lo) / n;
+  for (int64_t k = lo; k < hi; ++k) {
+    const int64_t item = whole_rows ? lo + ((k - lo) % row_count) * n + (k - lo) / row_count : k;
     const int64_t r = item / n, b = item % n;
     const int64_t y0 = std::max<int64_t>(0, r * sh - ph), y1 = std::min(ih, r * sh - ph + kh);
-    const float* in = xp + b * ih * iw * 16;
-    for (int64_t j = 0; j < iw; ++j) {
-      __m512 m = lowest;
-      for (int64_t i = y0; i < y1; ++i) m = _mm512_max_ps(m, _mm512_loadu_ps(in + (i * iw + j) * 16));
-      _mm512_storeu_ps(cp + j * 16, m);
-    }
+    const float* in = xp + (b * ih + y0) * iw * 16;
+    const int64_t rows = y1 - y0;
     float* out = yp + (b * oh + r) * ow * 16;
+    if (kw == 3 && sw == 2) {
+      // The common 3x3 stride-2 window (ResNet's, SqueezeNet's): each column
+      // once, the shared one carried to the next window, nothing stored between.
+      __m512 carry = column_max(in, rows, iw, -pw, lowest);
+      for (int64_t q = 0; q < ow; ++q) {
+        const int64_t j = 2 * q - pw;
+        const __m512 c1 = column_max(in, rows, iw, j + 1, lowest), c2 = column_max(in, rows, iw, j + 2, lowest);
+        _mm512_storeu_ps(out + q * 16, _mm512_max_ps(carry, _mm512_max_ps(c1, c2)));
+        carry = c2;
+      }
+      continue;
+    }
+    for (int64_t j = 0; j < iw; ++j) _mm512_storeu_ps(cp + j * 16, column_max(in, rows, iw, j, lowest));
     for (int64_t q = 0; q < ow; ++q) {
       const int64_t x0 = std::max<int64_t>(0, q * sw - pw), x1 = std::min(iw, q * sw - pw + kw);
       __m512 m = lowest;
@@ -63,15 +83,48 @@ DESKML_AVX512_WARNINGS_OFF
 }
 
 DESKML_AVX512_WARNINGS_ON
+#endif  // DESKML_BLOCKED_MAX_POOL
 
-// The same with the threads splitting the output rows across all channel
-// blocks, where oneDNN's pooling of this memory (a batch of N x C/16 images)
-// splits the images: the rows a thread writes are then the rows the next
-// convolution reads on that thread. On SqueezeNet 1.1 (2 threads, medians of
-// 14-20 alternated runs): where the two CPUs share no cache, 1.708 ms against
-// 1.749, its fire modules gaining more than the pool loses on reading the
-// stem's output; where they share one, 1.258 against 1.242, the pool's loss
-// about all there is. See docs/OPTIMIZER.md, "Thread hand-offs".
+// The same loop on arrays of 16 floats, for CPUs without AVX-512.
+void blocked_max_rows_portable(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw, const float* xp, float* yp,
+                               int64_t lo, int64_t hi) {
+  const int64_t oh = g.out[0], ow = g.out[1], kh = g.kernel[0], kw = g.kernel[1];
+  const int64_t sh = g.strides[0], sw = g.strides[1], ph = g.pad_begin[0], pw = g.pad_begin[1];
+  thread_local std::vector<float> cols;
+  cols.resize(static_cast<size_t>(iw * 16));
+  float* cp = cols.data();
+  for (int64_t item = lo; item < hi; ++item) {
+    const int64_t r = item / n, b = item % n;
+    const int64_t y0 = std::max<int64_t>(0, r * sh - ph), y1 = std::min(ih, r * sh - ph + kh);
+    const float* in = xp + b * ih * iw * 16;
+    for (int64_t j = 0; j < iw; ++j) {
+      float* m = cp + j * 16;
+      std::fill(m, m + 16, std::numeric_limits<float>::lowest());
+      for (int64_t i = y0; i < y1; ++i) {
+        const float* v = in + (i * iw + j) * 16;
+        for (int k = 0; k < 16; ++k) m[k] = std::max(m[k], v[k]);
+      }
+    }
+    float* out = yp + (b * oh + r) * ow * 16;
+    for (int64_t q = 0; q < ow; ++q) {
+      const int64_t x0 = std::max<int64_t>(0, q * sw - pw), x1 = std::min(iw, q * sw - pw + kw);
+      float* m = out + q * 16;
+      std::fill(m, m + 16, std::numeric_limits<float>::lowest());
+      for (int64_t j = x0; j < x1; ++j) {
+        for (int k = 0; k < 16; ++k) m[k] = std::max(m[k], cp[j * 16 + k]);
+      }
+    }
+  }
+}
+
+// deskml.NhwcMaxPool with `blocked`: the threads split the output rows across
+// all channel blocks, where oneDNN's pooling of this memory (a batch of N x
+// C/16 images) splits the images: the rows a thread writes are then the rows
+// the next convolution reads on that thread. On SqueezeNet 1.1 (2 threads,
+// medians of 14-20 alternated runs): where the two CPUs share no cache, 1.708
+// ms against 1.749, its fire modules gaining more than the pool loses on
+// reading the stem's output; where they share one, 1.258 against 1.242, the
+// pool's loss about all there is. See docs/OPTIMIZER.md, "Thread hand-offs".
 void blocked_max_by_rows(const PoolGeometry& g, const Tensor& x, Tensor& y, int threads) {
   const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2);
   const float* xp = x.data<float>();
@@ -81,7 +134,6 @@ void blocked_max_by_rows(const PoolGeometry& g, const Tensor& x, Tensor& y, int 
   parallel_for(g.out[0] * n, threads, g.out[1] * g.kernel[0] * g.kernel[1] * 16,
                [&](int64_t lo, int64_t hi) { blocked_max_rows(g, n, ih, iw, xp, yp, lo, hi); });
 }
-#endif  // DESKML_BLOCKED_MAX_POOL
 
 class NhwcPoolKernel final : public Kernel {
  public:
@@ -105,12 +157,10 @@ class NhwcPoolKernel final : public Kernel {
     Tensor& out = ctx.allocate_output(0, DataType::kFloat32, out_shape);
     if (out.numel() == 0) return Status::Ok();
     Tensor y = out.reshaped({n, oh, ow, c});  // a view
-#ifdef DESKML_BLOCKED_MAX_POOL
-    if (max_ && blocked_ && g.dilations == std::vector<int64_t>{1, 1} && ew::has_avx512()) {
+    if (max_ && blocked_ && g.dilations == std::vector<int64_t>{1, 1}) {
       blocked_max_by_rows(g, x, y, ctx.threads());
       return Status::Ok();
     }
-#endif
     if (max_ && run_onednn_max(ctx, g, x, y)) return Status::Ok();
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
@@ -267,6 +317,17 @@ Status nhwc_global_pool(KernelContext& ctx, bool max) {
 }
 
 }  // namespace
+
+void blocked_max_rows(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw, const float* x, float* y, int64_t lo,
+                      int64_t hi) {
+#ifdef DESKML_BLOCKED_MAX_POOL
+  if (ew::has_avx512()) {
+    blocked_max_rows_avx512(g, n, ih, iw, x, y, lo, hi);
+    return;
+  }
+#endif
+  blocked_max_rows_portable(g, n, ih, iw, x, y, lo, hi);
+}
 
 void register_nhwc_pool_kernels(KernelRegistry& r) {
   for (bool max : {true, false}) {
