@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <random>
+#include <thread>
 
 #include "kernel_harness.hpp"
 
@@ -144,6 +147,53 @@ TEST(FusedConvMaxPool, MatchesTheConvolutionThenThePool) {
       }
     }
   }
+}
+
+// One kernel run from several threads at once, on more image sizes than its
+// cache of band primitives keeps (named so that `make tsan` runs it).
+TEST(Conv, ConcurrentPooledRunsShareOneKernel) {
+  const Case c = cases()[0];
+  Attrs attrs = conv_attrs(c);
+  for (auto& [k, v] : pool_attrs(c, "pool_")) attrs[k] = v;
+  const graph::Node node = deskml_node("FusedConvMaxPool", 2, attrs);
+  auto kernel = kernels::cpu::cpu_registry().find("FusedConvMaxPool", "deskml", 1, DataType::kFloat32)->factory(node);
+  Attrs pool = pool_attrs(c, "");
+  pool["blocked"] = int64_t{16};
+  const Tensor w = random_tensor({32, 3, 3, 3}, 3);
+  std::vector<Tensor> xs, wants;
+  for (int64_t h = 300; h < 1100; h += 40) {  // each height's bands need primitives of their own
+    xs.push_back(random_tensor({1, 3, h, 30}, static_cast<uint32_t>(h)));
+    auto convolved = run_node(deskml_node("FusedConv", 2, conv_attrs(c)), {xs.back(), w});
+    ASSERT_TRUE(convolved.ok()) << convolved.status().to_string();
+    auto want = run_node(deskml_node("NhwcMaxPool", 1, pool), {(*convolved)[0]});
+    ASSERT_TRUE(want.ok()) << want.status().to_string();
+    wants.push_back((*want)[0]);
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = 0; i < 2 * xs.size(); ++i) {
+        const size_t k = (i * 7 + static_cast<size_t>(t) * 5) % xs.size();
+        std::vector<Value> in = {Value::from_tensor(xs[k]), Value::from_tensor(w)};
+        std::vector<const Value*> ptrs = {&in[0], &in[1]};
+        std::vector<Value> out(1);
+        kernels::KernelContext ctx(node, ptrs, out, nullptr, 1);
+        if (!kernel->compute(ctx).ok() || out[0].tensor.shape() != wants[k].shape()) {
+          ++failures;
+          continue;
+        }
+        for (int64_t j = 0; j < wants[k].numel(); ++j) {
+          if (std::abs(out[0].tensor.data<float>()[j] - wants[k].data<float>()[j]) > 1e-5f) {
+            ++failures;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST(FusedConvMaxPool, RejectsWhatItDoesNotRun) {
