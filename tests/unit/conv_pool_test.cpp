@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <random>
 #include <thread>
 
 #include "kernel_harness.hpp"
+#include "random_tensor.hpp"
 
 namespace deskml {
 namespace {
@@ -20,17 +20,10 @@ using kernels::cpu::ConvAttrs;
 using kernels::cpu::ConvPoolBand;
 using kernels::cpu::PoolAttrs;
 using testing::make_node;
+using testing::random_tensor;
 using testing::run_node;
 using Attrs = std::map<std::string, graph::AttributeValue>;
 using Ints = std::vector<int64_t>;
-
-Tensor random_tensor(const Shape& shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  Tensor t(DataType::kFloat32, shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
 
 struct Case {
   std::string name;

@@ -638,10 +638,7 @@ class ConvKernel final : public Kernel {
     const auto e = entry(x, w, b != nullptr, false);
     Tensor full(DataType::kFloat32, e->out_shape);
     run_f32(ctx, *e, x, w, b, false, full);
-    const float* fp = full.data<float>();
-    float* yp = y.data<float>();
-    parallel_for(pg.out[0] * n, ctx.threads(), pg.out[1] * pg.kernel[0] * pg.kernel[1] * kChannelBlock,
-                 [&](int64_t lo, int64_t hi) { blocked_max_rows(pg, n, g.out[0], g.out[1], fp, yp, lo, hi); });
+    blocked_max_pool(pg, n, g.out[0], g.out[1], full.data<float>(), y.data<float>(), ctx.threads());
     return Status::Ok();
   }
 

@@ -20,4 +20,10 @@ namespace deskml::kernels::cpu {
 void blocked_max_rows(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw, const float* x, float* y, int64_t lo,
                       int64_t hi);
 
+// All of y's items, the threads splitting them into contiguous runs: whole
+// output rows per thread (the rows the next convolution most likely reads on
+// that thread), or parts of one row's images when there are fewer rows than
+// threads.
+void blocked_max_pool(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw, const float* x, float* y, int threads);
+
 }  // namespace deskml::kernels::cpu

@@ -117,24 +117,6 @@ void blocked_max_rows_portable(const PoolGeometry& g, int64_t n, int64_t ih, int
   }
 }
 
-// deskml.NhwcMaxPool with `blocked`: the threads split the output rows across
-// all channel blocks, where oneDNN's pooling of this memory (a batch of N x
-// C/16 images) splits the images: the rows a thread writes are then the rows
-// the next convolution reads on that thread. On SqueezeNet 1.1 (2 threads,
-// medians of 14-20 alternated runs): where the two CPUs share no cache, 1.708
-// ms against 1.749, its fire modules gaining more than the pool loses on
-// reading the stem's output; where they share one, 1.258 against 1.242, the
-// pool's loss about all there is. See docs/OPTIMIZER.md, "Thread hand-offs".
-void blocked_max_by_rows(const PoolGeometry& g, const Tensor& x, Tensor& y, int threads) {
-  const int64_t n = x.dim(0), ih = x.dim(1), iw = x.dim(2);
-  const float* xp = x.data<float>();
-  float* yp = y.data<float>();
-  // Contiguous runs of (row, block) pairs: whole rows per thread, or parts of
-  // one row's blocks when there are fewer rows than threads.
-  parallel_for(g.out[0] * n, threads, g.out[1] * g.kernel[0] * g.kernel[1] * 16,
-               [&](int64_t lo, int64_t hi) { blocked_max_rows(g, n, ih, iw, xp, yp, lo, hi); });
-}
-
 class NhwcPoolKernel final : public Kernel {
  public:
   NhwcPoolKernel(const graph::Node& node, bool max) : attrs_(node), max_(max), blocked_(node.attr_int("blocked", 0)) {}
@@ -157,8 +139,16 @@ class NhwcPoolKernel final : public Kernel {
     Tensor& out = ctx.allocate_output(0, DataType::kFloat32, out_shape);
     if (out.numel() == 0) return Status::Ok();
     Tensor y = out.reshaped({n, oh, ow, c});  // a view
+    // Blocked max pools run our own loop: the threads split the output rows across
+    // all channel blocks, where oneDNN's pooling of this memory (a batch of N x
+    // C/16 images) splits the images: the rows a thread writes are then the rows
+    // the next convolution reads on that thread. On SqueezeNet 1.1 (2 threads,
+    // medians of 14-20 alternated runs): where the two CPUs share no cache, 1.708
+    // ms against 1.749, its fire modules gaining more than the pool loses on
+    // reading the stem's output; where they share one, 1.258 against 1.242, the
+    // pool's loss about all there is. See docs/OPTIMIZER.md, "Thread hand-offs".
     if (max_ && blocked_ && g.dilations == std::vector<int64_t>{1, 1}) {
-      blocked_max_by_rows(g, x, y, ctx.threads());
+      blocked_max_pool(g, n, ih, iw, x.data<float>(), y.data<float>(), ctx.threads());
       return Status::Ok();
     }
     if (max_ && run_onednn_max(ctx, g, x, y)) return Status::Ok();
@@ -327,6 +317,11 @@ void blocked_max_rows(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw, 
   }
 #endif
   blocked_max_rows_portable(g, n, ih, iw, x, y, lo, hi);
+}
+
+void blocked_max_pool(const PoolGeometry& g, int64_t n, int64_t ih, int64_t iw, const float* x, float* y, int threads) {
+  parallel_for(g.out[0] * n, threads, g.out[1] * g.kernel[0] * g.kernel[1] * 16,
+               [&](int64_t lo, int64_t hi) { blocked_max_rows(g, n, ih, iw, x, y, lo, hi); });
 }
 
 void register_nhwc_pool_kernels(KernelRegistry& r) {
