@@ -596,8 +596,7 @@ class ConvKernel final : public Kernel {
     }
     try {
       // Packed weights are held through the execution.
-      const onednn::PackedWeights packed = e.reorder_weights ? e.weights->get(w, e.user_w_md, e.w_md)
-                                                             : onednn::PackedWeights{onednn::wrap(e.user_w_md, w), {}};
+      const onednn::PackedWeights packed = packed_weights(e, w);
       const dnnl::memory& wmem = packed.memory;
       if (e.staged) {
         std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, onednn::wrap(e.src_md, x)},
@@ -606,17 +605,29 @@ class ConvKernel final : public Kernel {
         if (b) args.insert({DNNL_ARG_BIAS, onednn::wrap(e.bias_md, *b)});
         onednn::execute_staged(e.prim, e.scratch_md, std::move(args), e.staging);
       } else {
-        onednn::FastArgs args(e.slots);
-        args.add(DNNL_ARG_SRC, e.src_md, x.raw_data());
-        args.add(DNNL_ARG_WEIGHTS, wmem);
-        args.add(DNNL_ARG_DST, e.dst_md, y.raw_data());
-        if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
-        args.execute(e.prim, e.scratch_md);
+        execute_direct(e, x.raw_data(), wmem, y.raw_data(), b);
       }
     } catch (const dnnl::error& err) {
       onednn::rethrow(err, label_);
     }
     if (e.deferred_act) act_.apply(y.data<float>(), y.numel(), ctx.threads());
+  }
+
+  // The weights `e` runs on: reordered into its layout (cached), or `w` itself.
+  static onednn::PackedWeights packed_weights(const Primitive& e, const Tensor& w) {
+    return e.reorder_weights ? e.weights->get(w, e.user_w_md, e.w_md)
+                             : onednn::PackedWeights{onednn::wrap(e.user_w_md, w), {}};
+  }
+
+  // Runs an unstaged primitive on this thread: src and dst in the layouts it was built for.
+  static void execute_direct(const Primitive& e, const void* src, const dnnl::memory& weights, void* dst,
+                             const Tensor* b) {
+    onednn::FastArgs args(e.slots);
+    args.add(DNNL_ARG_SRC, e.src_md, src);
+    args.add(DNNL_ARG_WEIGHTS, weights);
+    args.add(DNNL_ARG_DST, e.dst_md, dst);
+    if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
+    args.execute(e.prim, e.scratch_md);
   }
 
   // deskml.FusedConvMaxPool: y = maxpool(conv(x)), blocked.
@@ -665,8 +676,7 @@ class ConvKernel final : public Kernel {
       for (const ConvPoolBand& band : plan[t]) {
         auto e = band_entry(x, w, b != nullptr, g, band);
         if (e->use_reference || e->stream || e->staged) return false;
-        onednn::PackedWeights packed = e->reorder_weights ? e->weights->get(w, e->user_w_md, e->w_md)
-                                                          : onednn::PackedWeights{onednn::wrap(e->user_w_md, w), {}};
+        onednn::PackedWeights packed = packed_weights(*e, w);
         jobs[t].push_back({&band, std::move(e), std::move(packed)});
       }
     }
@@ -694,12 +704,7 @@ class ConvKernel final : public Kernel {
                        }
                        auto* out = static_cast<float*>(out_buffer.reserve(e.dst_md.get_size()));
                        try {
-                         onednn::FastArgs args(e.slots);
-                         args.add(DNNL_ARG_SRC, e.src_md, in);
-                         args.add(DNNL_ARG_WEIGHTS, job.weights.memory);
-                         args.add(DNNL_ARG_DST, e.dst_md, out);
-                         if (b) args.add(DNNL_ARG_BIAS, e.bias_md, b->raw_data());
-                         args.execute(e.prim, e.scratch_md);
+                         execute_direct(e, in, job.weights.memory, out, b);
                        } catch (const dnnl::error& err) {
                          if (!failed.exchange(true)) error = err.what();
                          return;
